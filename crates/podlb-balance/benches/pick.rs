@@ -1,0 +1,39 @@
+//! How long one pick takes for each policy over a snapshot of endpoints.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use podlb_balance::{Load, LoadTracker, PolicyKind};
+
+struct Endpoint(LoadTracker);
+
+impl Load for Endpoint {
+    fn is_ready(&self) -> bool {
+        true
+    }
+    fn in_flight(&self) -> u64 {
+        self.0.in_flight()
+    }
+    fn ewma_cost(&self) -> f64 {
+        self.0.ewma_cost()
+    }
+}
+
+fn pick(c: &mut Criterion) {
+    let eps: Vec<Endpoint> = (0..16)
+        .map(|_| Endpoint(LoadTracker::new(Duration::from_secs(10))))
+        .collect();
+    for kind in PolicyKind::ALL {
+        let policy = kind.build::<Endpoint>();
+        c.bench_function(&format!("pick/{kind}/16"), |b| {
+            b.iter(|| {
+                let e = policy.pick(black_box(&eps)).map(|e| e.0.start());
+                black_box(e);
+            })
+        });
+    }
+}
+
+criterion_group!(benches, pick);
+criterion_main!(benches);

@@ -1,0 +1,45 @@
+//! The balancing core: which endpoint gets the next call.
+//!
+//! ```text
+//! Update stream ──► EndpointSet::apply ──► snapshot (Arc<[E]>) ──► Policy::pick ──► E
+//!                                              ▲                        │
+//!                                              └── Load (ready? in flight? latency?)
+//! ```
+//!
+//! It owns the endpoint set (applying discovery updates), the per-endpoint
+//! load counters and the policies. It is generic over the endpoint handle
+//! through [`Load`], so it never touches sockets: the connection crate plugs
+//! its endpoint type in, and tests and benchmarks plug in plain structs.
+
+mod endpoint_set;
+mod error;
+mod load;
+pub mod policy;
+
+pub use endpoint_set::{EndpointSet, Keyed};
+pub use error::Error;
+pub use load::{CallGuard, LoadTracker};
+pub use policy::{Policy, PolicyKind};
+
+/// What a policy may ask of an endpoint. Every method is a cheap atomic read.
+pub trait Load {
+    /// Whether the endpoint can take a call now (it has a usable connection).
+    /// A policy never returns an endpoint for which this is false.
+    fn is_ready(&self) -> bool;
+    /// Calls in flight on the endpoint.
+    fn in_flight(&self) -> u64;
+    /// Peak-EWMA cost: the latency estimate weighted by calls in flight.
+    fn ewma_cost(&self) -> f64;
+}
+
+impl<T: Load + ?Sized> Load for std::sync::Arc<T> {
+    fn is_ready(&self) -> bool {
+        (**self).is_ready()
+    }
+    fn in_flight(&self) -> u64 {
+        (**self).in_flight()
+    }
+    fn ewma_cost(&self) -> f64 {
+        (**self).ewma_cost()
+    }
+}

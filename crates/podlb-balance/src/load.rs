@@ -1,0 +1,113 @@
+//! Per-endpoint load counters: calls in flight and a peak-sensitive EWMA of
+//! latency (as Finagle and Linkerd keep). Plain atomics: recording a call
+//! neither locks nor allocates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The load of one endpoint, shared by every call to it.
+#[derive(Debug)]
+pub struct LoadTracker {
+    in_flight: AtomicU64,
+    /// The latency estimate in nanoseconds, as f64 bits.
+    ewma_ns: AtomicU64,
+    /// When the estimate was last updated, nanoseconds since the tracker's epoch.
+    stamp_ns: AtomicU64,
+    decay_ns: f64,
+}
+
+/// The latency assumed for an endpoint that has answered nothing yet, so a
+/// new endpoint is neither flooded nor starved (Linkerd's default is 1s; a
+/// lower one lets it take calls sooner on a loopback-fast cluster).
+const DEFAULT_RTT: Duration = Duration::from_millis(1);
+
+impl LoadTracker {
+    /// A tracker whose latency estimate forgets with time constant `decay`.
+    pub fn new(decay: Duration) -> Self {
+        LoadTracker {
+            in_flight: AtomicU64::new(0),
+            ewma_ns: AtomicU64::new((DEFAULT_RTT.as_nanos() as f64).to_bits()),
+            stamp_ns: AtomicU64::new(0),
+            decay_ns: decay.as_nanos().max(1) as f64,
+        }
+    }
+
+    /// Counts a call as in flight until the guard is dropped.
+    pub fn start(&self) -> CallGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        CallGuard { tracker: self }
+    }
+
+    /// Calls in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Folds one observed latency into the estimate. `now` is the time since
+    /// any fixed epoch, the same for every call. A latency above the estimate
+    /// replaces it at once (the "peak"); a lower one decays it gently.
+    pub fn observe(&self, rtt: Duration, now: Duration) {
+        let now_ns = now.as_nanos() as u64;
+        let rtt_ns = rtt.as_nanos() as f64;
+        let prev = f64::from_bits(self.ewma_ns.load(Ordering::Relaxed));
+        let then = self.stamp_ns.swap(now_ns, Ordering::Relaxed);
+        let next = if rtt_ns > prev {
+            rtt_ns
+        } else {
+            let elapsed = now_ns.saturating_sub(then) as f64;
+            let w = (-elapsed / self.decay_ns).exp();
+            prev * w + rtt_ns * (1.0 - w)
+        };
+        // A lost race between two updates loses one sample: harmless.
+        self.ewma_ns.store(next.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Peak-EWMA cost: latency estimate times (calls in flight + 1).
+    pub fn ewma_cost(&self) -> f64 {
+        let ewma = f64::from_bits(self.ewma_ns.load(Ordering::Relaxed));
+        ewma * (self.in_flight() + 1) as f64
+    }
+}
+
+/// Marks one call in flight; dropping it ends the call.
+#[derive(Debug)]
+pub struct CallGuard<'a> {
+    tracker: &'a LoadTracker,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.tracker.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_counts_calls_in_flight() {
+        let t = LoadTracker::new(Duration::from_secs(10));
+        let a = t.start();
+        let b = t.start();
+        assert_eq!(t.in_flight(), 2);
+        drop(a);
+        assert_eq!(t.in_flight(), 1);
+        drop(b);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn ewma_jumps_to_peaks_and_decays_slowly() {
+        let t = LoadTracker::new(Duration::from_secs(10));
+        t.observe(Duration::from_millis(100), Duration::from_secs(1));
+        assert_eq!(t.ewma_cost(), 100e6);
+        // One fast answer a second later moves the estimate only a little.
+        t.observe(Duration::from_millis(1), Duration::from_secs(2));
+        let cost = t.ewma_cost();
+        assert!(cost < 100e6 && cost > 80e6, "{cost}");
+        // Calls in flight weigh the cost.
+        let _g = t.start();
+        assert!((t.ewma_cost() - 2.0 * cost).abs() < 1.0);
+    }
+}

@@ -1,0 +1,117 @@
+//! The balancing policies: one small trait, one short file per policy.
+//!
+//! A policy looks at a snapshot of the endpoints and returns one that
+//! [`Load::is_ready`]. It keeps at most an atomic counter of its own; it
+//! never locks, allocates or blocks, since it runs once per call.
+
+mod least_request;
+mod peak_ewma;
+mod random;
+mod round_robin;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use least_request::LeastRequest;
+pub use peak_ewma::PeakEwma;
+pub use random::Random;
+pub use round_robin::RoundRobin;
+
+use crate::{Error, Load};
+
+/// Picks the endpoint for the next call.
+pub trait Policy<E: Load>: Send + Sync + fmt::Debug {
+    /// One ready endpoint of `endpoints`, or `None` when none is ready.
+    fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E>;
+}
+
+/// The policies podlb has, by the name users write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyKind {
+    /// `round_robin`: each ready endpoint in turn.
+    RoundRobin,
+    /// `random`: a ready endpoint chosen uniformly.
+    Random,
+    /// `least_request`: the less loaded of two random choices (calls in flight).
+    #[default]
+    LeastRequest,
+    /// `peak_ewma`: the cheaper of two random choices, by latency EWMA x load.
+    PeakEwma,
+}
+
+impl PolicyKind {
+    /// Every policy, in the order documentation lists them.
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::RoundRobin,
+        PolicyKind::Random,
+        PolicyKind::LeastRequest,
+        PolicyKind::PeakEwma,
+    ];
+
+    /// The name users write in configs and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::RoundRobin => "round_robin",
+            PolicyKind::Random => "random",
+            PolicyKind::LeastRequest => "least_request",
+            PolicyKind::PeakEwma => "peak_ewma",
+        }
+    }
+
+    /// A fresh policy of this kind.
+    pub fn build<E: Load>(self) -> Box<dyn Policy<E>> {
+        match self {
+            PolicyKind::RoundRobin => Box::new(RoundRobin::default()),
+            PolicyKind::Random => Box::new(Random),
+            PolicyKind::LeastRequest => Box::new(LeastRequest),
+            PolicyKind::PeakEwma => Box::new(PeakEwma),
+        }
+    }
+}
+
+impl FromStr for PolicyKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        PolicyKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| Error::UnknownPolicy { name: s.into() })
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The first ready endpoint at or after `start`, wrapping around.
+fn first_ready_from<E: Load>(endpoints: &[E], start: usize) -> Option<&E> {
+    let n = endpoints.len();
+    (0..n)
+        .map(|i| &endpoints[(start + i) % n])
+        .find(|e| e.is_ready())
+}
+
+/// Power of two choices: two distinct random endpoints, the one with the
+/// lower `cost` wins; a ready one always beats one that is not.
+fn p2c<E: Load>(endpoints: &[E], cost: impl Fn(&E) -> f64) -> Option<&E> {
+    match endpoints.len() {
+        0 => None,
+        1 => endpoints.first().filter(|e| e.is_ready()),
+        n => {
+            let i = fastrand::usize(..n);
+            let j = (i + 1 + fastrand::usize(..n - 1)) % n;
+            let (a, b) = (&endpoints[i], &endpoints[j]);
+            match (a.is_ready(), b.is_ready()) {
+                (true, true) => Some(if cost(b) < cost(a) { b } else { a }),
+                (true, false) => Some(a),
+                (false, true) => Some(b),
+                (false, false) => first_ready_from(endpoints, i),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

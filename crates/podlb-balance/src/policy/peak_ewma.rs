@@ -1,0 +1,15 @@
+//! `peak_ewma`: power of two random choices over a peak-sensitive latency
+//! EWMA weighted by calls in flight, as Linkerd and Finagle balance.
+
+use super::{Policy, p2c};
+use crate::Load;
+
+/// Of two random ready endpoints, the one with the lower EWMA cost.
+#[derive(Debug, Default)]
+pub struct PeakEwma;
+
+impl<E: Load> Policy<E> for PeakEwma {
+    fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E> {
+        p2c(endpoints, |e| e.ewma_cost())
+    }
+}

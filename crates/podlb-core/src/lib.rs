@@ -1,0 +1,16 @@
+//! podlb's pure core: the vocabulary every other crate speaks.
+//!
+//! It owns the parsing of target URIs ([`Target`]), the address newtypes
+//! ([`EndpointAddr`], [`ListenAddr`]) and the discovery vocabulary
+//! ([`Update`]). It does no I/O and must never grow any: discovery, balancing
+//! and the proxy build on it, and it is tested without sockets.
+
+mod addr;
+mod error;
+mod target;
+mod update;
+
+pub use addr::{EndpointAddr, ListenAddr};
+pub use error::Error;
+pub use target::{Target, TargetKind};
+pub use update::{Endpoint, Update};

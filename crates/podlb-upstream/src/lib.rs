@@ -1,0 +1,3 @@
+//! Upstreams: placeholder while written.
+mod settings;
+pub use settings::ConnectionSettings;

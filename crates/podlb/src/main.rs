@@ -1,0 +1,62 @@
+//! The `podlb` binary: parses the command line, sets up logging, and hands
+//! each subcommand to its module in `cmd/`. `anyhow` lives here only.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// podlb balances every gRPC call, not every connection, across the pods of
+/// a service.
+///
+/// A Kubernetes Service balances TCP connections; gRPC sends every call of a
+/// client over one HTTP/2 connection, so all of them land on one pod. podlb
+/// spreads the calls themselves.
+#[derive(Debug, Parser)]
+#[command(name = "podlb", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the L7 proxy: accept gRPC (h2c) and HTTP/1.1, balance each call.
+    Proxy(cmd::proxy::Args),
+    /// Validate a config file; exit non-zero with file:line:column on error.
+    Check(cmd::check::Args),
+    /// Run a greeter backend (helloworld.Greeter + grpc.health.v1) for trying podlb.
+    Backend(cmd::backend::Args),
+    /// Show the problem and the fix: calls over one connection, via an L4
+    /// forwarder (like a Kubernetes Service) and via podlb.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Backend(args) => cmd::backend::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("podlb: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
