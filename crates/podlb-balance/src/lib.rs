@@ -18,7 +18,7 @@ pub mod policy;
 
 pub use endpoint_set::{EndpointSet, Keyed};
 pub use error::Error;
-pub use load::{CallGuard, LoadTracker};
+pub use load::LoadTracker;
 pub use policy::{Policy, PolicyKind};
 
 /// What a policy may ask of an endpoint. Every method is a cheap atomic read.

@@ -32,10 +32,14 @@ impl LoadTracker {
         }
     }
 
-    /// Counts a call as in flight until the guard is dropped.
-    pub fn start(&self) -> CallGuard<'_> {
+    /// Counts one more call in flight; pair each with [`LoadTracker::end`].
+    pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        CallGuard { tracker: self }
+    }
+
+    /// Counts one call in flight fewer.
+    pub fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Calls in flight now.
@@ -69,31 +73,19 @@ impl LoadTracker {
     }
 }
 
-/// Marks one call in flight; dropping it ends the call.
-#[derive(Debug)]
-pub struct CallGuard<'a> {
-    tracker: &'a LoadTracker,
-}
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        self.tracker.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn guard_counts_calls_in_flight() {
+    fn begin_and_end_count_calls_in_flight() {
         let t = LoadTracker::new(Duration::from_secs(10));
-        let a = t.start();
-        let b = t.start();
+        t.begin();
+        t.begin();
         assert_eq!(t.in_flight(), 2);
-        drop(a);
+        t.end();
         assert_eq!(t.in_flight(), 1);
-        drop(b);
+        t.end();
         assert_eq!(t.in_flight(), 0);
     }
 
@@ -107,7 +99,7 @@ mod tests {
         let cost = t.ewma_cost();
         assert!(cost < 100e6 && cost > 80e6, "{cost}");
         // Calls in flight weigh the cost.
-        let _g = t.start();
+        t.begin();
         assert!((t.ewma_cost() - 2.0 * cost).abs() < 1.0);
     }
 }

@@ -14,7 +14,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A route names an upstream that is not configured.
-    #[error("listener {listener:?}: a route sends to upstream {upstream:?}, which is not configured")]
+    #[error(
+        "listener {listener:?}: a route sends to upstream {upstream:?}, which is not configured"
+    )]
     UnknownUpstream {
         /// The listener whose route it is.
         listener: String,

@@ -1,26 +1,103 @@
-//! The proxy (being written).
-mod config;
-mod error;
+//! The L7 proxy: balances every gRPC call (every HTTP/2 stream) on its own.
+//!
+//! ```text
+//!  listener ─► detect (h2 / HTTP/1.1) ─► route (/pkg.Service/Method) ─► upstream
+//!     upstream = discovery ─► endpoint set ─► policy ─► endpoint connection ─► backend
+//! ```
+//!
+//! This crate owns the listeners, protocol detection, routes and the
+//! forwarding of each call; `podlb-upstream` owns the backend connections
+//! and `podlb-balance` the choice of endpoint. Errors the proxy answers
+//! calls with are made in `grpc_error` only.
 
+mod config;
+mod deadline;
+mod detect;
+mod error;
+mod forward;
+mod framing;
+mod grpc_error;
+mod headers;
+mod http1;
+mod listener;
+mod pipe;
+mod route;
+mod upstream;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{
     DEFAULT_GRACE_PERIOD, ListenerConfig, ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
 pub use error::Error;
 
-/// A bound proxy, ready to run.
+use listener::ListenerShared;
+use route::RouteTable;
+use upstream::ProxyUpstream;
+
+/// A proxy with its listeners bound and its upstreams connecting.
 #[derive(Debug)]
 pub struct Proxy {
+    listeners: Vec<(TcpListener, Arc<ListenerShared>)>,
     addrs: Vec<(String, SocketAddr)>,
+    grace_period: Duration,
 }
 
 impl Proxy {
-    /// Binds every listener and starts every upstream's discovery and connections.
+    /// Binds every listener and starts every upstream's discovery and
+    /// connections. Must be called within a tokio runtime.
     pub async fn bind(config: ProxyConfig) -> Result<Proxy, Error> {
-        let _ = config;
-        Ok(Proxy { addrs: Vec::new() })
+        let upstreams: HashMap<&str, Arc<ProxyUpstream>> = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), Arc::new(ProxyUpstream::start(u))))
+            .collect();
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for lc in &config.listeners {
+            let routes = lc
+                .routes
+                .iter()
+                .map(|r| match upstreams.get(r.upstream.as_str()) {
+                    Some(u) => Ok((r.matcher.clone(), u.clone())),
+                    None => Err(Error::UnknownUpstream {
+                        listener: lc.name.clone(),
+                        upstream: r.upstream.clone(),
+                    }),
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let listener = TcpListener::bind(lc.address.socket_addr())
+                .await
+                .map_err(|source| Error::Bind {
+                    name: lc.name.clone(),
+                    address: lc.address,
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| Error::Bind {
+                name: lc.name.clone(),
+                address: lc.address,
+                source,
+            })?;
+            addrs.push((lc.name.clone(), local));
+            let shared = ListenerShared {
+                name: lc.name.clone(),
+                routes: RouteTable::new(routes),
+            };
+            listeners.push((listener, Arc::new(shared)));
+        }
+        Ok(Proxy {
+            listeners,
+            addrs,
+            grace_period: config.grace_period,
+        })
     }
 
     /// Each listener's name and the address it is bound to.
@@ -28,10 +105,39 @@ impl Proxy {
         &self.addrs
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, sends GOAWAY to
-    /// clients and waits up to the grace period for calls in flight.
+    /// Serves until `shutdown` resolves, then stops accepting, sends GOAWAY
+    /// to every client and waits up to the grace period for calls in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let http1_client = http1::client();
+        let mut accept_loops = Vec::new();
+        for (listener, shared) in self.listeners {
+            tracing::info!(listener = %shared.name, address = ?listener.local_addr().ok(), "listening");
+            accept_loops.push(tokio::spawn(listener::accept_loop(
+                listener,
+                shared,
+                http1_client.clone(),
+                stop.clone(),
+                tracker.clone(),
+            )));
+        }
         shutdown.await;
+        tracing::info!(grace_period = ?self.grace_period, "shutting down: no new connections, GOAWAY sent, waiting for calls in flight");
+        stop.cancel();
+        for accept in accept_loops {
+            let _ = accept.await;
+        }
+        tracker.close();
+        if tokio::time::timeout(self.grace_period, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = tracker.len(),
+                "grace period over with calls still in flight; exiting anyway"
+            );
+        }
         Ok(())
     }
 }

@@ -1,0 +1,220 @@
+//! One direction of a call's body: DATA frames and trailers moved from an
+//! h2 receive stream to an h2 send stream, with flow control end to end.
+//!
+//! ```text
+//!  RecvStream ──poll_data──► pending chunk ──(capacity granted)──► SendStream
+//!      ▲                                                               │
+//!      └────────── release_capacity(n) once n bytes went out ◄─────────┘
+//! ```
+//!
+//! Received bytes are released (so the sender may send more) only once the
+//! other side took them within its own flow-control window: a slow reader
+//! slows the writer and the proxy holds at most a window per stream. A pipe
+//! never buffers a whole message, and its poll methods are cancel-safe:
+//! all state lives in the struct.
+
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use h2::{RecvStream, SendStream};
+use http::HeaderMap;
+
+use crate::framing::MessageSizeGuard;
+
+/// Bytes of request body kept so a call the backend never processed can be
+/// sent again elsewhere. A call that sent more before the refusal came back
+/// fails with UNAVAILABLE instead of being retried.
+const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Why a pipe stopped early.
+#[derive(Debug)]
+pub(crate) enum PipeError {
+    /// Reading from the receiving side failed (its peer reset the stream or
+    /// the connection broke).
+    Recv(h2::Error),
+    /// Writing to the sending side failed (its peer reset the stream or the
+    /// connection broke).
+    Send(h2::Error),
+    /// A gRPC message declared a size above the limit.
+    TooLarge(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Data,
+    Trailers,
+    Done,
+}
+
+/// What was sent so far on the request side, to send again on a retry.
+#[derive(Debug, Default)]
+struct Replay {
+    chunks: Vec<Bytes>,
+    bytes: usize,
+    overflowed: bool,
+    trailers: Option<HeaderMap>,
+    ended: bool,
+}
+
+/// One direction of one call.
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    recv: RecvStream,
+    send: Option<SendStream<Bytes>>,
+    pending: Option<Bytes>,
+    stage: Stage,
+    limit: Option<MessageSizeGuard>,
+    replay: Option<Replay>,
+}
+
+impl Pipe {
+    /// A pipe reading `recv`; its send side is attached later. With
+    /// `replayable`, it records what it sends until [`Pipe::stop_replay`].
+    pub(crate) fn new(recv: RecvStream, limit: Option<u64>, replayable: bool) -> Self {
+        let ended = recv.is_end_stream();
+        Pipe {
+            recv,
+            send: None,
+            pending: None,
+            stage: if ended { Stage::Done } else { Stage::Data },
+            limit: limit.map(MessageSizeGuard::new),
+            replay: replayable.then(Replay::default),
+        }
+    }
+
+    /// Whether the body was empty and already ended (the request headers
+    /// then carry END_STREAM).
+    pub(crate) fn ended_empty(&self) -> bool {
+        self.stage == Stage::Done && self.replay.as_ref().is_none_or(|r| r.bytes == 0)
+    }
+
+    /// Whether everything was moved.
+    pub(crate) fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    /// Whether what was sent so far can be sent again.
+    pub(crate) fn can_replay(&self) -> bool {
+        self.replay.as_ref().is_some_and(|r| !r.overflowed)
+    }
+
+    /// Stops recording for replay (the backend has answered).
+    pub(crate) fn stop_replay(&mut self) {
+        self.replay = None;
+    }
+
+    /// Sends to `send` from now on, first sending again whatever a previous
+    /// send side was given.
+    pub(crate) fn attach(&mut self, mut send: SendStream<Bytes>) -> Result<(), h2::Error> {
+        if let Some(replay) = &self.replay {
+            for chunk in &replay.chunks {
+                send.send_data(chunk.clone(), false)?;
+            }
+            if replay.ended {
+                match &replay.trailers {
+                    Some(trailers) => send.send_trailers(trailers.clone())?,
+                    None if replay.bytes > 0 || !replay.chunks.is_empty() => {
+                        send.send_data(Bytes::new(), true)?
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.send = Some(send);
+        Ok(())
+    }
+
+    /// Resets the send side, if any, with `reason`.
+    pub(crate) fn reset_send(&mut self, reason: h2::Reason) {
+        if let Some(send) = &mut self.send {
+            send.send_reset(reason);
+        }
+    }
+
+    /// The send side, once attached.
+    pub(crate) fn send_mut(&mut self) -> Option<&mut SendStream<Bytes>> {
+        self.send.as_mut()
+    }
+
+    /// Moves as much as flow control allows; `Ready(Ok)` once the body and
+    /// its trailers (or end of stream) went through.
+    pub(crate) fn poll_pipe(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError>> {
+        loop {
+            if self.pending.is_some() {
+                ready!(self.poll_send_pending(cx))?;
+                continue;
+            }
+            match self.stage {
+                Stage::Done => return Poll::Ready(Ok(())),
+                Stage::Data => match ready!(self.recv.poll_data(cx)) {
+                    Some(Ok(chunk)) => {
+                        if let Some(limit) = &mut self.limit {
+                            limit.check(&chunk).map_err(PipeError::TooLarge)?;
+                        }
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                        self.pending = Some(chunk);
+                    }
+                    Some(Err(err)) => return Poll::Ready(Err(PipeError::Recv(err))),
+                    None => self.stage = Stage::Trailers,
+                },
+                Stage::Trailers => {
+                    let trailers = ready!(self.recv.poll_trailers(cx)).map_err(PipeError::Recv)?;
+                    let Some(send) = self.send.as_mut() else {
+                        return Poll::Pending;
+                    };
+                    match &trailers {
+                        Some(t) => send.send_trailers(t.clone()),
+                        None => send.send_data(Bytes::new(), true),
+                    }
+                    .map_err(PipeError::Send)?;
+                    if let Some(replay) = &mut self.replay {
+                        replay.trailers = trailers;
+                        replay.ended = true;
+                    }
+                    self.stage = Stage::Done;
+                }
+            }
+        }
+    }
+
+    /// Sends as much of the pending chunk as the send side's window allows.
+    fn poll_send_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError>> {
+        let (Some(send), Some(chunk)) = (self.send.as_mut(), self.pending.as_mut()) else {
+            // Not attached yet: hold the chunk (and its window) until it is.
+            return Poll::Pending;
+        };
+        send.reserve_capacity(chunk.len());
+        let mut capacity = send.capacity();
+        while capacity == 0 {
+            match ready!(send.poll_capacity(cx)) {
+                Some(Ok(n)) => capacity = n,
+                Some(Err(err)) => return Poll::Ready(Err(PipeError::Send(err))),
+                None => {
+                    return Poll::Ready(Err(PipeError::Send(h2::Error::from(
+                        h2::Reason::STREAM_CLOSED,
+                    ))));
+                }
+            }
+        }
+        let part = chunk.split_to(capacity.min(chunk.len()));
+        let len = part.len();
+        if let Some(replay) = &mut self.replay {
+            replay.bytes += len;
+            if replay.bytes <= REPLAY_LIMIT {
+                replay.chunks.push(part.clone());
+            } else {
+                replay.overflowed = true;
+                replay.chunks = Vec::new();
+            }
+        }
+        send.send_data(part, false).map_err(PipeError::Send)?;
+        if chunk.is_empty() {
+            self.pending = None;
+        }
+        // Received bytes count against the sender's window until released.
+        let _ = self.recv.flow_control().release_capacity(len);
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,33 @@
+//! An upstream as the proxy sees it: the balanced endpoint connections of
+//! `podlb-upstream` plus the per-upstream call settings the proxy enforces.
+
+use podlb_upstream::Upstream;
+
+use crate::config::UpstreamConfig;
+
+/// One configured upstream, running.
+#[derive(Debug)]
+pub(crate) struct ProxyUpstream {
+    pub(crate) upstream: Upstream,
+    /// The largest gRPC message allowed, when limited.
+    pub(crate) max_message_bytes: Option<u64>,
+}
+
+impl ProxyUpstream {
+    /// Starts discovery and connections for `config`.
+    pub(crate) fn start(config: &UpstreamConfig) -> Self {
+        ProxyUpstream {
+            upstream: Upstream::start(
+                &config.name,
+                config.target.clone(),
+                config.policy,
+                config.connection.clone(),
+            ),
+            max_message_bytes: config.max_message_bytes,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.upstream.name()
+    }
+}

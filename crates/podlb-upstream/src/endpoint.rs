@@ -1,0 +1,432 @@
+//! One endpoint's HTTP/2 connections, and the lease a call takes on one.
+//!
+//! ```text
+//!            connect ok                 GOAWAY / conn lost, others left
+//!  Connecting ─────────► Ready ◄──────────────────────────────┐
+//!      │  ▲                 │ every connection lost or draining │
+//!  fail│  │ backoff over    ▼                                   │
+//!      ▼  │            Connecting ──────────────────────────────┘
+//!   BackingOff ◄──────── (fail)                Removed: discovery dropped it
+//! ```
+//!
+//! A driver task per endpoint opens connections eagerly, reconnects with
+//! jittered backoff, and opens one more connection when every one is at the
+//! backend's SETTINGS_MAX_CONCURRENT_STREAMS. `is_ready` is true only while
+//! a connection that has answered a PING and not said GOAWAY exists, so a
+//! policy never picks an endpoint that cannot take a call. A connection that
+//! said GOAWAY (or broke) leaves the list at once; calls already on it hold
+//! it through their lease and finish. This module moves no call bytes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{Reason, SendStream};
+use podlb_balance::{Keyed, Load, LoadTracker};
+use podlb_core::EndpointAddr;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::goaway::{GoawaySignal, GoawaySniffer};
+use crate::{Backoff, ConnectionSettings};
+
+/// Where an endpoint stands, for logs and status views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Opening its first connection (or a new one after losing them all).
+    Connecting,
+    /// At least one connection can take calls.
+    Ready,
+    /// The last connect failed; waiting before the next attempt.
+    BackingOff,
+    /// Discovery removed it; calls in flight finish, no new ones.
+    Removed,
+}
+
+impl EndpointState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => EndpointState::Connecting,
+            1 => EndpointState::Ready,
+            2 => EndpointState::BackingOff,
+            _ => EndpointState::Removed,
+        }
+    }
+}
+
+/// One backend endpoint and its HTTP/2 connections.
+#[derive(Debug)]
+pub struct EndpointConnection {
+    upstream: Arc<str>,
+    addr: EndpointAddr,
+    load: LoadTracker,
+    state: AtomicU8,
+    conns: ArcSwap<Vec<Arc<H2Connection>>>,
+    /// Wakes the driver: a connection closed or said GOAWAY, all are full,
+    /// or the endpoint was removed.
+    wake: Arc<Notify>,
+    want_more: AtomicBool,
+    removed: AtomicBool,
+}
+
+/// One HTTP/2 connection to an endpoint.
+#[derive(Debug)]
+struct H2Connection {
+    send: SendRequest<Bytes>,
+    in_flight: AtomicUsize,
+    /// The backend's SETTINGS_MAX_CONCURRENT_STREAMS as last read.
+    max_streams: AtomicUsize,
+    goaway: Arc<GoawaySignal>,
+    closed: Arc<AtomicBool>,
+}
+
+impl H2Connection {
+    fn is_usable(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) && !self.goaway.received()
+    }
+
+    /// Whether a stream is free, re-reading the backend's limit only when
+    /// the cached one says full (reading it takes h2's lock).
+    fn has_free_stream(&self) -> bool {
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        if in_flight < self.max_streams.load(Ordering::Relaxed) {
+            return true;
+        }
+        let max = self.send.current_max_send_streams();
+        self.max_streams.store(max, Ordering::Relaxed);
+        in_flight < max
+    }
+}
+
+impl EndpointConnection {
+    /// Starts connecting to `addr` at once, in a driver task of its own.
+    pub fn spawn(
+        upstream: Arc<str>,
+        addr: EndpointAddr,
+        settings: ConnectionSettings,
+    ) -> Arc<EndpointConnection> {
+        let endpoint = Arc::new(EndpointConnection {
+            upstream,
+            addr,
+            load: LoadTracker::new(settings.ewma_decay),
+            state: AtomicU8::new(EndpointState::Connecting as u8),
+            conns: ArcSwap::from_pointee(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            want_more: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+        });
+        tokio::spawn(drive(endpoint.clone(), settings));
+        endpoint
+    }
+
+    /// The endpoint's address.
+    pub fn addr(&self) -> EndpointAddr {
+        self.addr
+    }
+
+    /// Where the endpoint stands.
+    pub fn state(&self) -> EndpointState {
+        EndpointState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Stops new calls and reconnects; calls in flight finish, then its
+    /// connections close.
+    pub fn remove(&self) {
+        self.removed.store(true, Ordering::Release);
+        self.set_state(EndpointState::Removed);
+        self.conns.store(Arc::new(Vec::new()));
+        self.wake.notify_one();
+    }
+
+    /// A lease on a connection with a free stream, or `None` when the
+    /// endpoint has no usable connection (the caller picks again).
+    pub fn lease(self: &Arc<Self>) -> Option<CallLease> {
+        let conns = self.conns.load();
+        let mut fallback: Option<&Arc<H2Connection>> = None;
+        let mut chosen = None;
+        for conn in conns.iter().filter(|c| c.is_usable()) {
+            if conn.has_free_stream() {
+                chosen = Some(conn);
+                break;
+            }
+            if fallback.is_none_or(|f| {
+                conn.in_flight.load(Ordering::Relaxed) < f.in_flight.load(Ordering::Relaxed)
+            }) {
+                fallback = Some(conn);
+            }
+        }
+        let conn = match (chosen, fallback) {
+            (Some(conn), _) => conn,
+            (None, Some(conn)) => {
+                // Every connection is at the backend's stream limit: ask the
+                // driver for another, and let h2 queue this call meanwhile.
+                if !self.want_more.swap(true, Ordering::AcqRel) {
+                    self.wake.notify_one();
+                }
+                conn
+            }
+            (None, None) => return None,
+        };
+        Some(CallLease::new(self.clone(), conn.clone()))
+    }
+
+    fn set_state(&self, state: EndpointState) {
+        let old = self.state.swap(state as u8, Ordering::Relaxed);
+        if old != state as u8 {
+            tracing::debug!(upstream = %self.upstream, endpoint = %self.addr, ?state, "endpoint state");
+        }
+    }
+
+    /// Drops connections that closed or said GOAWAY; returns how many remain.
+    fn prune(&self) -> usize {
+        let conns = self.conns.load();
+        if conns.iter().all(|c| c.is_usable()) {
+            return conns.len();
+        }
+        let kept: Vec<_> = conns.iter().filter(|c| c.is_usable()).cloned().collect();
+        let n = kept.len();
+        self.conns.store(Arc::new(kept));
+        n
+    }
+
+    fn all_full(&self) -> bool {
+        self.conns.load().iter().all(|c| !c.has_free_stream())
+    }
+
+    fn add(&self, conn: Arc<H2Connection>) {
+        let mut conns = Vec::clone(&self.conns.load());
+        conns.push(conn);
+        self.conns.store(Arc::new(conns));
+    }
+}
+
+impl Keyed for EndpointConnection {
+    fn addr(&self) -> EndpointAddr {
+        self.addr
+    }
+}
+
+impl Load for EndpointConnection {
+    fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == EndpointState::Ready as u8
+    }
+    fn in_flight(&self) -> u64 {
+        self.load.in_flight()
+    }
+    fn ewma_cost(&self) -> f64 {
+        self.load.ewma_cost()
+    }
+}
+
+/// The endpoint's driver: keeps it connected until it is removed.
+async fn drive(endpoint: Arc<EndpointConnection>, settings: ConnectionSettings) {
+    let mut backoff = Backoff::new(settings.backoff_initial, settings.backoff_max);
+    while !endpoint.removed.load(Ordering::Acquire) {
+        let usable = endpoint.prune();
+        let want_more = endpoint.want_more.swap(false, Ordering::AcqRel) && endpoint.all_full();
+        if usable > 0 && !want_more {
+            endpoint.set_state(EndpointState::Ready);
+            endpoint.wake.notified().await;
+            continue;
+        }
+        if usable == 0 {
+            endpoint.set_state(EndpointState::Connecting);
+        }
+        match connect(&endpoint, &settings).await {
+            Ok(conn) => {
+                backoff.reset();
+                if endpoint.removed.load(Ordering::Acquire) {
+                    break;
+                }
+                endpoint.add(conn);
+                endpoint.set_state(EndpointState::Ready);
+                tracing::debug!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connected");
+            }
+            Err(reason) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    upstream = %endpoint.upstream, endpoint = %endpoint.addr,
+                    retry_in = ?delay, "cannot connect: {reason}"
+                );
+                if endpoint.prune() == 0 {
+                    endpoint.set_state(EndpointState::BackingOff);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = wait_removed(&endpoint) => {}
+                }
+            }
+        }
+    }
+    endpoint.set_state(EndpointState::Removed);
+}
+
+async fn wait_removed(endpoint: &EndpointConnection) {
+    while !endpoint.removed.load(Ordering::Acquire) {
+        endpoint.wake.notified().await;
+    }
+    // Leave the wake-up for the driver loop's own check.
+    endpoint.wake.notify_one();
+}
+
+/// Opens one connection: TCP connect, HTTP/2 handshake, and a PING answered,
+/// which proves the backend's HTTP/2 stack is alive, all within the timeout.
+async fn connect(
+    endpoint: &Arc<EndpointConnection>,
+    settings: &ConnectionSettings,
+) -> Result<Arc<H2Connection>, String> {
+    let attempt = async {
+        let tcp = TcpStream::connect(endpoint.addr.socket_addr())
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let goaway = Arc::new(GoawaySignal::new(endpoint.wake.clone()));
+        let io = GoawaySniffer::new(tcp, goaway.clone());
+        let (send, mut connection) = h2::client::Builder::new()
+            .initial_window_size(settings.stream_window)
+            .initial_connection_window_size(settings.connection_window)
+            .max_concurrent_reset_streams(1024)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+        let ping = connection.ping_pong();
+        let closed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run_connection(endpoint.clone(), connection, closed.clone()));
+        if let Some(mut ping) = ping {
+            ping.ping(h2::Ping::opaque())
+                .await
+                .map_err(|e| format!("HTTP/2 PING: {e}"))?;
+        }
+        let max_streams = send.current_max_send_streams();
+        Ok(Arc::new(H2Connection {
+            send,
+            in_flight: AtomicUsize::new(0),
+            max_streams: AtomicUsize::new(max_streams),
+            goaway,
+            closed,
+        }))
+    };
+    match tokio::time::timeout(settings.connect_timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("timed out after {:?}", settings.connect_timeout)),
+    }
+}
+
+/// Drives one connection until it closes, then tells the endpoint.
+async fn run_connection(
+    endpoint: Arc<EndpointConnection>,
+    connection: h2::client::Connection<GoawaySniffer<TcpStream>, Bytes>,
+    closed: Arc<AtomicBool>,
+) {
+    if let Err(err) = connection.await {
+        if !endpoint.removed.load(Ordering::Acquire) {
+            tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connection lost: {err}");
+        }
+    }
+    closed.store(true, Ordering::Release);
+    endpoint.wake.notify_one();
+}
+
+/// Why a call could not be sent on its lease.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The backend provably never saw the call (the connection was closed
+    /// or had said GOAWAY before the stream): it may go to another endpoint.
+    #[error("endpoint {addr}: connection unusable before the call was sent: {reason}")]
+    Unprocessed {
+        /// The endpoint.
+        addr: EndpointAddr,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// A call's claim on one connection of one endpoint. While it lives the call
+/// counts as in flight on both; dropping it ends the call.
+#[derive(Debug)]
+pub struct CallLease {
+    endpoint: Arc<EndpointConnection>,
+    conn: Arc<H2Connection>,
+    started: Instant,
+}
+
+/// The epoch of the latency estimates.
+fn since_epoch(now: Instant) -> Duration {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    now.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+}
+
+impl CallLease {
+    fn new(endpoint: Arc<EndpointConnection>, conn: Arc<H2Connection>) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        endpoint.load.begin();
+        CallLease {
+            endpoint,
+            conn,
+            started: Instant::now(),
+        }
+    }
+
+    /// The endpoint this call goes to.
+    pub fn addr(&self) -> EndpointAddr {
+        self.endpoint.addr
+    }
+
+    /// Opens the call's stream on the leased connection.
+    pub fn send_request(
+        &mut self,
+        request: http::Request<()>,
+        end_of_stream: bool,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), SendError> {
+        let mut send = self.conn.send.clone();
+        match send.send_request(request, end_of_stream) {
+            Ok((response, mut stream)) => {
+                if self.conn.goaway.refused(stream.stream_id().as_u32()) {
+                    stream.send_reset(Reason::REFUSED_STREAM);
+                    return Err(self.unprocessed("the backend said GOAWAY"));
+                }
+                Ok((response, stream))
+            }
+            Err(err) => {
+                self.conn.closed.store(true, Ordering::Release);
+                self.endpoint.wake.notify_one();
+                Err(self.unprocessed(&err.to_string()))
+            }
+        }
+    }
+
+    /// Whether a stream that failed with `err` was provably never processed
+    /// by the backend (REFUSED_STREAM, or above a GOAWAY's last-stream-id),
+    /// so the call may be sent again elsewhere.
+    pub fn is_unprocessed(&self, err: &h2::Error, stream_id: h2::StreamId) -> bool {
+        err.reason() == Some(Reason::REFUSED_STREAM) || self.conn.goaway.refused(stream_id.as_u32())
+    }
+
+    /// Records the time to the backend's response headers in the latency
+    /// estimate (`peak_ewma`).
+    pub fn observe_response(&self) {
+        let now = Instant::now();
+        self.endpoint.load.observe(
+            now.saturating_duration_since(self.started),
+            since_epoch(now),
+        );
+    }
+
+    fn unprocessed(&self, reason: &str) -> SendError {
+        SendError::Unprocessed {
+            addr: self.endpoint.addr,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl Drop for CallLease {
+    fn drop(&mut self) {
+        self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.load.end();
+    }
+}

@@ -1,0 +1,36 @@
+//! The one error type of `podlb-upstream`.
+
+use podlb_core::EndpointAddr;
+
+/// Why a call could not be given an endpoint connection.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The upstream has endpoints, but none is connected.
+    #[error(
+        "upstream {upstream:?} ({target}): no endpoint is ready ({endpoints} known, none connected)"
+    )]
+    NoReadyEndpoint {
+        /// The upstream's name.
+        upstream: String,
+        /// Its target URI.
+        target: String,
+        /// How many endpoints discovery knows.
+        endpoints: usize,
+    },
+    /// Discovery has found no endpoint at all.
+    #[error("upstream {upstream:?} ({target}): discovery found no endpoint")]
+    NoEndpoint {
+        /// The upstream's name.
+        upstream: String,
+        /// Its target URI.
+        target: String,
+    },
+    /// Connecting to an endpoint failed.
+    #[error("endpoint {addr}: {reason}")]
+    Connect {
+        /// The endpoint.
+        addr: EndpointAddr,
+        /// What went wrong.
+        reason: String,
+    },
+}
