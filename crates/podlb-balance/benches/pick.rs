@@ -1,4 +1,5 @@
 //! How long one pick takes for each policy over a snapshot of endpoints.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::time::Duration;

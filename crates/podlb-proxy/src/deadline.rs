@@ -82,7 +82,8 @@ mod tests {
         assert_eq!(encode(Duration::from_millis(250)), "250000u");
         assert_eq!(encode(Duration::from_secs(3)), "3000000u");
         assert_eq!(encode(Duration::from_secs(200)), "200000m");
-        assert_eq!(encode(Duration::from_secs(86_400 * 365 * 10)), "87600H");
+        assert_eq!(encode(Duration::from_secs(86_400 * 365 * 10)), "5256000M");
+        assert_eq!(encode(Duration::from_secs(3600 * 99_999_999)), "99999999H");
         assert_eq!(encode(Duration::ZERO), "0n");
     }
 }

@@ -234,12 +234,12 @@ impl Call<'_> {
     ) -> Headed {
         let mut request_open = !self.request_pipe.is_done();
         poll_fn(|cx| {
-            if let Some(sleep) = sleep.as_mut() {
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Headed::DeadlineExceeded);
-                }
+            if let Some(sleep) = sleep.as_mut()
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Headed::DeadlineExceeded);
             }
-            if let Poll::Ready(_) = self.respond.poll_reset(cx) {
+            if self.respond.poll_reset(cx).is_ready() {
                 return Poll::Ready(Headed::ClientGone);
             }
             if request_open {
@@ -271,16 +271,14 @@ impl Call<'_> {
     ) -> Finished {
         let mut request_open = !self.request_pipe.is_done();
         poll_fn(|cx| {
-            if let Some(sleep) = sleep.as_mut() {
-                if sleep.as_mut().poll(cx).is_ready() {
+            if let Some(sleep) = sleep.as_mut()
+                && sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Finished::DeadlineExceeded);
                 }
-            }
-            if let Some(send) = response_pipe.send_mut() {
-                if let Poll::Ready(_) = send.poll_reset(cx) {
+            if let Some(send) = response_pipe.send_mut()
+                && let Poll::Ready(_) = send.poll_reset(cx) {
                     return Poll::Ready(Finished::ClientGone);
                 }
-            }
             if request_open {
                 match self.request_pipe.poll_pipe(cx) {
                     Poll::Ready(Ok(())) => request_open = false,
@@ -364,9 +362,9 @@ pub(crate) fn reply_error(respond: &mut SendResponse<Bytes>, err: &CallError) {
 
 /// Ends a call whose headers were sent with the error in trailers.
 fn send_trailers(response_pipe: &mut Pipe, err: &CallError) {
-    if let Some(send) = response_pipe.send_mut() {
-        if send.send_trailers(err.trailers()).is_err() {
-            send.send_reset(Reason::CANCEL);
-        }
+    if let Some(send) = response_pipe.send_mut()
+        && send.send_trailers(err.trailers()).is_err()
+    {
+        send.send_reset(Reason::CANCEL);
     }
 }

@@ -49,6 +49,46 @@ pub struct Proxy {
     listeners: Vec<(TcpListener, Arc<ListenerShared>)>,
     addrs: Vec<(String, SocketAddr)>,
     grace_period: Duration,
+    upstreams: Vec<Arc<ProxyUpstream>>,
+}
+
+/// A view of a running proxy's upstreams, valid while it runs.
+#[derive(Debug, Clone)]
+pub struct ProxyHandle {
+    upstreams: Vec<Arc<ProxyUpstream>>,
+}
+
+/// One endpoint as the proxy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointStatus {
+    /// The upstream it belongs to.
+    pub upstream: String,
+    /// Its address.
+    pub addr: podlb_core::EndpointAddr,
+    /// Whether it can take calls.
+    pub state: EndpointState,
+    /// Calls in flight on it now.
+    pub in_flight: u64,
+}
+
+pub use podlb_upstream::EndpointState;
+
+impl ProxyHandle {
+    /// Every endpoint of every upstream, with its state.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        use podlb_balance::Load;
+        self.upstreams
+            .iter()
+            .flat_map(|u| {
+                u.upstream.endpoints().into_iter().map(|e| EndpointStatus {
+                    upstream: u.name().to_string(),
+                    addr: e.addr(),
+                    state: e.state(),
+                    in_flight: e.in_flight(),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Proxy {
@@ -97,7 +137,15 @@ impl Proxy {
             listeners,
             addrs,
             grace_period: config.grace_period,
+            upstreams: upstreams.into_values().collect(),
         })
+    }
+
+    /// A view of the upstreams, for status and tests.
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            upstreams: self.upstreams.clone(),
+        }
     }
 
     /// Each listener's name and the address it is bound to.

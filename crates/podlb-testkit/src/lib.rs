@@ -1,1 +1,74 @@
-//! placeholder
+//! Test support for podlb's end-to-end tests (publish = false).
+//!
+//! It owns the peers that podlb's tests put on either side of the proxy:
+//!
+//! ```text
+//!   test client ──► podlb ──► TestBackend (Rust, tonic)       backend.rs
+//!   (connect(),              PythonServer (grpcio, server.py) python.rs
+//!    client.py)
+//! ```
+//!
+//! - [`TestBackend`]: `podlb.test.v1.TestService` served by tonic on
+//!   `127.0.0.1:0`, with call counters (started, finished, cancelled) that a
+//!   test can await, a graceful stop and a hard kill.
+//! - [`python`]: the grpcio server and client of `tests/python`, the
+//!   interop peers, run as child processes.
+//! - [`connect`]: a tonic client of the test service.
+//!
+//! Every peer behaves the same way, so a scenario passes against any of
+//! them, directly or through the proxy:
+//!
+//! | call         | per request message                          | reply                                   |
+//! |--------------|----------------------------------------------|-----------------------------------------|
+//! | Unary        | sleep `sleep_ms`, then fail if `fail_code`   | `payload` echoed                        |
+//! | ServerStream | the same, once, before any reply             | `reply_count` replies, `count` = 1..=N, payload = `payload`, or `reply_size` zeros when it is empty |
+//! | ClientStream | the same, for each message as it arrives     | `count` messages, `total_bytes` of payload |
+//! | Bidi         | the same, for each message as it arrives     | one reply per message, `payload` echoed, `count` = 1..=N |
+//!
+//! Every reply carries `backend` = the peer's id; a failing call answers with
+//! exactly `fail_code` and `fail_message`. Every request metadata entry
+//! `x-echo-NAME` (ascii or `-bin`) comes back byte for byte as a response
+//! header `x-echo-NAME` and as a trailer `x-trailer-NAME`; a call that fails
+//! before any reply is answered trailers-only, with both in that one block.
+//!
+//! This is test-only code: it panics with a clear message where a test
+//! could not go on, hence the lint exception below.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backend;
+mod echo;
+mod killable;
+pub mod python;
+mod service;
+mod stats;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+
+use tonic::transport::Channel;
+
+pub use backend::TestBackend;
+pub use pb::test_service_client::TestServiceClient;
+pub use pb::{EchoReply, EchoRequest};
+pub use stats::{CallCounts, CallStats};
+
+/// Code generated from `proto/podlb_test.proto`.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("podlb.test.v1");
+}
+
+/// A tonic client of the test service at `addr`, connected before it returns.
+///
+/// Panics when the connection cannot be made: the tests that call it have
+/// just started the server at `addr`.
+pub async fn connect(addr: SocketAddr) -> TestServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("a socket address makes a valid URI")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to test service at {addr}: {e}"));
+    TestServiceClient::new(channel)
+}

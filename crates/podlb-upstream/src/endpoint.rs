@@ -322,10 +322,10 @@ async fn run_connection(
     connection: h2::client::Connection<GoawaySniffer<TcpStream>, Bytes>,
     closed: Arc<AtomicBool>,
 ) {
-    if let Err(err) = connection.await {
-        if !endpoint.removed.load(Ordering::Acquire) {
-            tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connection lost: {err}");
-        }
+    if let Err(err) = connection.await
+        && !endpoint.removed.load(Ordering::Acquire)
+    {
+        tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connection lost: {err}");
     }
     closed.store(true, Ordering::Release);
     endpoint.wake.notify_one();

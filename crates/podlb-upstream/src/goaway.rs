@@ -128,10 +128,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for GoawaySniffer<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            if let Some(id) = this.scanner.scan(&buf.filled()[before..]) {
-                this.signal.record(id);
-            }
+        if let Poll::Ready(Ok(())) = res
+            && let Some(id) = this.scanner.scan(&buf.filled()[before..])
+        {
+            this.signal.record(id);
         }
         res
     }

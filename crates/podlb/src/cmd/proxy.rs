@@ -27,7 +27,11 @@ pub(crate) struct Args {
     #[arg(long, default_value = "127.0.0.1:7000", conflicts_with = "config")]
     listen: String,
     /// Balancing policy (quick form): least_request, round_robin, random, peak_ewma.
-    #[arg(long = "lb", default_value = "least_request", conflicts_with = "config")]
+    #[arg(
+        long = "lb",
+        default_value = "least_request",
+        conflicts_with = "config"
+    )]
     policy: String,
     /// A YAML config with listeners, routes and upstreams (full form; see
     /// examples/configs/podlb.yaml). Validate it with `podlb check`.
@@ -58,7 +62,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn proxy_config(args: &Args) -> anyhow::Result<ProxyConfig> {
     if let Some(path) = &args.config {
-        anyhow::bail!("TEMP config {}", path.display()); // TEMP until podlb-config lands
+        return Ok(podlb_config::load(path)?);
     }
     let target = args.target.as_deref().unwrap_or_default();
     let target: Target = target.parse()?;

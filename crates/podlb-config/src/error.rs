@@ -1,0 +1,178 @@
+//! The one error type of `podlb-config`, and [`At`], the place in the file
+//! every error points to. Each message reads `file:line:column: field: what`.
+
+use std::fmt;
+
+/// Where an error is: the file, the 1-based line and column of the value (or
+/// key) at fault, and the field path such as `upstreams[0].connect_timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    /// The file name as given to [`crate::load`] or [`crate::parse`].
+    pub file: String,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+    /// The field path; empty for the top level of the file.
+    pub field: String,
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The path as given.
+        file: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The text is not well-formed YAML.
+    #[error("{at}: invalid YAML: {message}")]
+    Syntax {
+        /// Where the parser stopped.
+        at: At,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// The YAML does not have the shape of a config: an unknown or missing
+    /// field, a duplicate key, or a value of the wrong type.
+    #[error("{at}: {message}")]
+    Shape {
+        /// The field at fault.
+        at: At,
+        /// What is wrong, as the deserializer says it.
+        message: String,
+    },
+    /// A listener address is not `IP:PORT`.
+    #[error("{at}: {source}")]
+    Address {
+        /// The address value.
+        at: At,
+        /// The address error of `podlb-core`.
+        source: podlb_core::Error,
+    },
+    /// An upstream target URI cannot be used.
+    #[error("{at}: {source}")]
+    Target {
+        /// The target value.
+        at: At,
+        /// The target error of `podlb-core`.
+        source: podlb_core::Error,
+    },
+    /// The policy name is not one podlb has.
+    #[error("{at}: {source}")]
+    Policy {
+        /// The policy value.
+        at: At,
+        /// The policy error of `podlb-balance`.
+        source: podlb_balance::Error,
+    },
+    /// A duration is not a number followed by a unit.
+    #[error(
+        "{at}: invalid duration {value:?}: expected a number followed by a unit such as 250ms or 30s"
+    )]
+    Duration {
+        /// The duration value.
+        at: At,
+        /// The text as written.
+        value: String,
+    },
+    /// A duration that must be positive is zero.
+    #[error("{at}: must be longer than 0s")]
+    ZeroDuration {
+        /// The duration value.
+        at: At,
+    },
+    /// A route's `method`, `service` or `prefix` is not of the form it must have.
+    #[error("{at}: {value:?} is not {expected}")]
+    Match {
+        /// The match value.
+        at: At,
+        /// The text as written.
+        value: String,
+        /// The form it must have.
+        expected: &'static str,
+    },
+    /// A route's `match` names none, or more than one, of `method`, `service` and `prefix`.
+    #[error(
+        "{at}: write exactly one of method, service or prefix (or leave out match to match every call)"
+    )]
+    MatchKind {
+        /// The `match` mapping.
+        at: At,
+    },
+    /// The file has no listener.
+    #[error("{at}: at least one listener is needed")]
+    NoListeners {
+        /// The `listeners` value.
+        at: At,
+    },
+    /// A listener has no route.
+    #[error("{at}: a listener needs at least one route")]
+    NoRoutes {
+        /// The `routes` value.
+        at: At,
+    },
+    /// A route sends to an upstream that is not defined.
+    #[error("{at}: no upstream is named {name:?} (defined: {defined})")]
+    UnknownUpstream {
+        /// The route's `upstream` value.
+        at: At,
+        /// The name as written.
+        name: String,
+        /// The names that are defined, comma-separated.
+        defined: String,
+    },
+    /// Two listeners, or two upstreams, have the same name.
+    #[error("{at}: another {kind} is already named {name:?} (line {first_line})")]
+    DuplicateName {
+        /// The second `name` value.
+        at: At,
+        /// `listener` or `upstream`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// The line of the first one.
+        first_line: u64,
+    },
+    /// Two listeners listen on the same address.
+    #[error("{at}: another listener already listens on {address} (line {first_line})")]
+    DuplicateAddress {
+        /// The second `address` value.
+        at: At,
+        /// The address.
+        address: String,
+        /// The line of the first one.
+        first_line: u64,
+    },
+    /// The first reconnect delay is longer than the cap.
+    #[error("{at}: backoff.initial ({initial}) is longer than backoff.max ({max})")]
+    BackoffOrder {
+        /// The `backoff` value given last of the two.
+        at: At,
+        /// The first delay, as a duration.
+        initial: String,
+        /// The cap, as a duration.
+        max: String,
+    },
+    /// An HTTP/2 window size is outside what HTTP/2 allows.
+    #[error("{at}: {value} bytes is outside the HTTP/2 window range 65535..=2147483647")]
+    Window {
+        /// The window value.
+        at: At,
+        /// The size as written.
+        value: u64,
+    },
+}

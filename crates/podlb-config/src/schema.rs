@@ -1,0 +1,150 @@
+//! The file format: what a config file may say, field by field, as it is
+//! written. These types only mirror the YAML (unknown fields are errors);
+//! `validate` turns them into a [`podlb_proxy::ProxyConfig`], and is where
+//! every value is checked. Values the checks point at are [`Spanned`], so an
+//! error can name their line and column.
+//!
+//! A complete example, with every field: `examples/configs/podlb.yaml`.
+//!
+//! ```yaml
+//! listeners:
+//!   - name: public
+//!     address: 127.0.0.1:7000
+//!     routes:
+//!       - match: { service: helloworld.Greeter }
+//!         upstream: greeter
+//! upstreams:
+//!   - name: greeter
+//!     target: static:///127.0.0.1:50051,127.0.0.1:50052
+//! ```
+//!
+//! Durations are written as a number and a unit (`250ms`, `5s`, `1m`), sizes
+//! as a number of bytes.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// The sockets to listen on, each with its routes. Required, at least one.
+    pub listeners: Spanned<Vec<Listener>>,
+    /// The upstreams that routes send calls to. Required.
+    pub upstreams: Vec<Upstream>,
+    /// How the proxy stops. Optional.
+    #[serde(default)]
+    pub shutdown: Shutdown,
+}
+
+/// One listening socket: `listeners[i]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// A name for logs and errors. Required, unique among listeners.
+    pub name: Spanned<String>,
+    /// Where to listen, `IP:PORT` (`0.0.0.0:7000`, `[::]:7000`); host names
+    /// are not accepted. Required, unique among listeners.
+    pub address: Spanned<String>,
+    /// The routes, tried in order; the first that matches a call wins and a
+    /// call no route matches ends with UNIMPLEMENTED. Required, at least one.
+    pub routes: Spanned<Vec<Route>>,
+}
+
+/// One route: `listeners[i].routes[j]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Which calls, by their gRPC path `/pkg.Service/Method`. Leave it out to
+    /// match every call.
+    #[serde(rename = "match", default)]
+    pub matcher: Option<Spanned<Match>>,
+    /// The `name` of the upstream the calls go to. Required.
+    pub upstream: Spanned<String>,
+}
+
+/// What part of a call's path a route matches; exactly one field is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Exactly this method, written `/pkg.Service/Method`.
+    pub method: Option<Spanned<String>>,
+    /// Every method of this service, written `pkg.Service` (no slashes).
+    pub service: Option<Spanned<String>>,
+    /// Every path that starts with this text, which starts with `/`
+    /// (`/helloworld.` matches every service of package `helloworld`).
+    pub prefix: Option<Spanned<String>>,
+}
+
+/// One upstream: `upstreams[i]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// The name routes use, and logs and errors show. Required, unique among
+    /// upstreams.
+    pub name: Spanned<String>,
+    /// Where the endpoints come from, a target URI:
+    /// `static:///IP:PORT,IP:PORT,...` (`dns:///` and `kubernetes:///` are
+    /// planned). Required.
+    pub target: Spanned<String>,
+    /// How the endpoint of each call is picked: `round_robin`, `random`,
+    /// `least_request` (the less loaded of two random endpoints) or
+    /// `peak_ewma` (the cheaper of two by latency and load). Default
+    /// `least_request`.
+    pub policy: Option<Spanned<String>>,
+    /// How long one TCP connect plus HTTP/2 handshake to an endpoint may
+    /// take, a duration. Default `5s`.
+    pub connect_timeout: Option<Spanned<String>>,
+    /// How long to wait before reconnecting to an endpoint that failed.
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// Settings of the `peak_ewma` policy.
+    #[serde(default)]
+    pub peak_ewma: PeakEwma,
+    /// HTTP/2 flow control towards the endpoints.
+    #[serde(default)]
+    pub http2: Http2,
+    /// The largest gRPC message accepted in either direction, in bytes;
+    /// larger ones end the call with RESOURCE_EXHAUSTED. Default: no limit.
+    pub max_message_bytes: Option<u64>,
+}
+
+/// Reconnect delays: `upstreams[i].backoff`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// The delay after the first failure, a duration; it doubles on each
+    /// further failure, with jitter. Default `100ms`; not longer than `max`.
+    pub initial: Option<Spanned<String>>,
+    /// The longest delay, a duration. Default `10s`.
+    pub max: Option<Spanned<String>>,
+}
+
+/// The `peak_ewma` policy: `upstreams[i].peak_ewma`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeakEwma {
+    /// Time constant of the latency estimate, a duration: how fast an old
+    /// latency is forgotten. Default `10s`.
+    pub decay: Option<Spanned<String>>,
+}
+
+/// HTTP/2 windows the proxy advertises to the endpoints:
+/// `upstreams[i].http2`. Both lie in 65535..=2147483647 bytes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2 {
+    /// Initial window of each stream (call), in bytes. Default 1048576 (1 MiB).
+    pub stream_window: Option<Spanned<u64>>,
+    /// Window of the whole connection, in bytes. Default 16777216 (16 MiB).
+    pub connection_window: Option<Spanned<u64>>,
+}
+
+/// Shutdown: `shutdown`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    /// On SIGTERM, how long calls in flight may take to finish before the
+    /// proxy exits anyway, a duration. Default `30s`.
+    pub grace_period: Option<Spanned<String>>,
+}

@@ -1,0 +1,367 @@
+//! [`schema::File`] -> [`ProxyConfig`]: parses every value (addresses,
+//! targets, policies, durations), fills in defaults, and checks what spans
+//! fields: unique names and addresses, routes to defined upstreams, backoff
+//! order. Every error points at the value at fault. The first error found
+//! is returned.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use podlb_balance::PolicyKind;
+use podlb_core::{ListenAddr, Target};
+use podlb_proxy::{
+    DEFAULT_GRACE_PERIOD, ListenerConfig, ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
+};
+use podlb_upstream::ConnectionSettings;
+use serde_saphyr::Spanned;
+
+use crate::error::{At, Error};
+use crate::schema;
+
+/// HTTP/2 window sizes (RFC 9113, 6.9.1 and 6.9.2): at least the initial
+/// 65535, at most 2^31-1.
+const WINDOW_RANGE: std::ops::RangeInclusive<u64> = 65_535..=(1 << 31) - 1;
+
+/// Checks `raw`, read from the file named `file`, and builds the config.
+pub(crate) fn validate(raw: &schema::File, file: &str) -> Result<ProxyConfig, Error> {
+    let cx = Cx { file };
+    let defined: Vec<&str> = raw
+        .upstreams
+        .iter()
+        .map(|u| u.name.value.as_str())
+        .collect();
+    if raw.listeners.value.is_empty() {
+        return Err(Error::NoListeners {
+            at: cx.at(&raw.listeners, "listeners".into()),
+        });
+    }
+    let mut names = HashMap::new();
+    let mut addresses = HashMap::new();
+    let mut listeners = Vec::with_capacity(raw.listeners.value.len());
+    for (i, listener) in raw.listeners.value.iter().enumerate() {
+        let field = format!("listeners[{i}]");
+        cx.unique(&mut names, &listener.name, "listener", &field)?;
+        let built = cx.listener(listener, &field, &defined)?;
+        let address = &listener.address;
+        if let Some(first_line) = addresses.insert(built.address, address.referenced.line()) {
+            return Err(Error::DuplicateAddress {
+                at: cx.at(address, format!("{field}.address")),
+                address: built.address.to_string(),
+                first_line,
+            });
+        }
+        listeners.push(built);
+    }
+
+    let mut names = HashMap::new();
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    for (i, upstream) in raw.upstreams.iter().enumerate() {
+        let field = format!("upstreams[{i}]");
+        cx.unique(&mut names, &upstream.name, "upstream", &field)?;
+        upstreams.push(cx.upstream(upstream, &field)?);
+    }
+
+    let grace_period = match &raw.shutdown.grace_period {
+        Some(value) => cx.duration(value, "shutdown.grace_period")?,
+        None => DEFAULT_GRACE_PERIOD,
+    };
+    Ok(ProxyConfig {
+        listeners,
+        upstreams,
+        grace_period,
+    })
+}
+
+/// What every check needs to name a place in the file.
+struct Cx<'a> {
+    file: &'a str,
+}
+
+impl Cx<'_> {
+    fn at<T>(&self, value: &Spanned<T>, field: String) -> At {
+        At {
+            file: self.file.to_string(),
+            line: value.referenced.line(),
+            column: value.referenced.column(),
+            field,
+        }
+    }
+
+    /// Records the `name` of the `kind` (listener, upstream) at `field`;
+    /// an error if one was seen before.
+    fn unique<'n>(
+        &self,
+        seen: &mut HashMap<&'n str, u64>,
+        name: &'n Spanned<String>,
+        kind: &'static str,
+        field: &str,
+    ) -> Result<(), Error> {
+        match seen.insert(&name.value, name.referenced.line()) {
+            None => Ok(()),
+            Some(first_line) => Err(Error::DuplicateName {
+                at: self.at(name, format!("{field}.name")),
+                kind,
+                name: name.value.clone(),
+                first_line,
+            }),
+        }
+    }
+
+    fn listener(
+        &self,
+        listener: &schema::Listener,
+        field: &str,
+        defined: &[&str],
+    ) -> Result<ListenerConfig, Error> {
+        let address = listener
+            .address
+            .value
+            .parse::<ListenAddr>()
+            .map_err(|source| Error::Address {
+                at: self.at(&listener.address, format!("{field}.address")),
+                source,
+            })?;
+        if listener.routes.value.is_empty() {
+            return Err(Error::NoRoutes {
+                at: self.at(&listener.routes, format!("{field}.routes")),
+            });
+        }
+        let routes = listener
+            .routes
+            .value
+            .iter()
+            .enumerate()
+            .map(|(j, route)| self.route(route, &format!("{field}.routes[{j}]"), defined))
+            .collect::<Result<_, _>>()?;
+        Ok(ListenerConfig {
+            name: listener.name.value.clone(),
+            address,
+            routes,
+        })
+    }
+
+    fn route(
+        &self,
+        route: &schema::Route,
+        field: &str,
+        defined: &[&str],
+    ) -> Result<RouteConfig, Error> {
+        let matcher = match &route.matcher {
+            Some(matcher) => self.matcher(matcher, &format!("{field}.match"))?,
+            None => RouteMatch::Any,
+        };
+        let upstream = &route.upstream;
+        if !defined.contains(&upstream.value.as_str()) {
+            return Err(Error::UnknownUpstream {
+                at: self.at(upstream, format!("{field}.upstream")),
+                name: upstream.value.clone(),
+                defined: if defined.is_empty() {
+                    "none".into()
+                } else {
+                    defined.join(", ")
+                },
+            });
+        }
+        Ok(RouteConfig {
+            matcher,
+            upstream: upstream.value.clone(),
+        })
+    }
+
+    fn matcher(&self, matcher: &Spanned<schema::Match>, field: &str) -> Result<RouteMatch, Error> {
+        let m = &matcher.value;
+        let check = |value: &Spanned<String>, key: &str, ok: fn(&str) -> bool, expected| {
+            if ok(&value.value) {
+                Ok(value.value.clone())
+            } else {
+                Err(Error::Match {
+                    at: self.at(value, format!("{field}.{key}")),
+                    value: value.value.clone(),
+                    expected,
+                })
+            }
+        };
+        match (&m.method, &m.service, &m.prefix) {
+            (Some(v), None, None) => {
+                check(v, "method", is_method_path, METHOD).map(RouteMatch::Method)
+            }
+            (None, Some(v), None) => check(v, "service", is_name, SERVICE).map(RouteMatch::Service),
+            (None, None, Some(v)) => check(v, "prefix", is_prefix, PREFIX).map(RouteMatch::Prefix),
+            _ => Err(Error::MatchKind {
+                at: self.at(matcher, field.into()),
+            }),
+        }
+    }
+
+    fn upstream(&self, upstream: &schema::Upstream, field: &str) -> Result<UpstreamConfig, Error> {
+        let target = upstream
+            .target
+            .value
+            .parse::<Target>()
+            .map_err(|source| Error::Target {
+                at: self.at(&upstream.target, format!("{field}.target")),
+                source,
+            })?;
+        let policy = match &upstream.policy {
+            Some(policy) => policy.value.parse().map_err(|source| Error::Policy {
+                at: self.at(policy, format!("{field}.policy")),
+                source,
+            })?,
+            None => PolicyKind::default(),
+        };
+        let connection = self.connection(upstream, field)?;
+        Ok(UpstreamConfig {
+            name: upstream.name.value.clone(),
+            target,
+            policy,
+            connection,
+            max_message_bytes: upstream.max_message_bytes,
+        })
+    }
+
+    fn connection(
+        &self,
+        upstream: &schema::Upstream,
+        field: &str,
+    ) -> Result<ConnectionSettings, Error> {
+        let default = ConnectionSettings::default();
+        let duration = |value: &Option<Spanned<String>>, key: &str, default| match value {
+            Some(value) => self.positive_duration(value, &format!("{field}.{key}")),
+            None => Ok(default),
+        };
+        let window = |value: &Option<Spanned<u64>>, key: &str, default| match value {
+            Some(value) => self.window(value, &format!("{field}.{key}")),
+            None => Ok(default),
+        };
+        let backoff = &upstream.backoff;
+        let settings = ConnectionSettings {
+            connect_timeout: duration(
+                &upstream.connect_timeout,
+                "connect_timeout",
+                default.connect_timeout,
+            )?,
+            backoff_initial: duration(
+                &backoff.initial,
+                "backoff.initial",
+                default.backoff_initial,
+            )?,
+            backoff_max: duration(&backoff.max, "backoff.max", default.backoff_max)?,
+            ewma_decay: duration(
+                &upstream.peak_ewma.decay,
+                "peak_ewma.decay",
+                default.ewma_decay,
+            )?,
+            stream_window: window(
+                &upstream.http2.stream_window,
+                "http2.stream_window",
+                default.stream_window,
+            )?,
+            connection_window: window(
+                &upstream.http2.connection_window,
+                "http2.connection_window",
+                default.connection_window,
+            )?,
+        };
+        if settings.backoff_initial > settings.backoff_max {
+            // Point at whichever of the two was written; `initial` first.
+            let written = backoff
+                .initial
+                .as_ref()
+                .map(|v| (v, "initial"))
+                .or(backoff.max.as_ref().map(|v| (v, "max")));
+            if let Some((value, key)) = written {
+                return Err(Error::BackoffOrder {
+                    at: self.at(value, format!("{field}.backoff.{key}")),
+                    initial: humantime::format_duration(settings.backoff_initial).to_string(),
+                    max: humantime::format_duration(settings.backoff_max).to_string(),
+                });
+            }
+        }
+        Ok(settings)
+    }
+
+    fn duration(&self, value: &Spanned<String>, field: &str) -> Result<Duration, Error> {
+        humantime::parse_duration(value.value.trim()).map_err(|_| Error::Duration {
+            at: self.at(value, field.into()),
+            value: value.value.clone(),
+        })
+    }
+
+    /// A duration that must not be zero: a timeout, a delay, a time constant.
+    fn positive_duration(&self, value: &Spanned<String>, field: &str) -> Result<Duration, Error> {
+        let duration = self.duration(value, field)?;
+        if duration.is_zero() {
+            return Err(Error::ZeroDuration {
+                at: self.at(value, field.into()),
+            });
+        }
+        Ok(duration)
+    }
+
+    fn window(&self, value: &Spanned<u64>, field: &str) -> Result<u32, Error> {
+        Some(value.value)
+            .filter(|v| WINDOW_RANGE.contains(v))
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| Error::Window {
+                at: self.at(value, field.into()),
+                value: value.value,
+            })
+    }
+}
+
+const METHOD: &str = "a method path: write /package.Service/Method";
+const SERVICE: &str = "a service name: write package.Service, without slashes";
+const PREFIX: &str = "a path prefix: it starts with /, as in /helloworld.";
+
+/// `/pkg.Service/Method`; the package is optional in gRPC, so `/Service/Method` too.
+fn is_method_path(s: &str) -> bool {
+    s.strip_prefix('/')
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(service, method)| is_name(service) && is_name(method))
+}
+
+/// A service or method name: not empty, no slash, no white space.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(|c: char| c == '/' || c.is_whitespace())
+}
+
+fn is_prefix(s: &str) -> bool {
+    s.starts_with('/') && !s.contains(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_paths_have_a_service_and_a_method() {
+        for ok in [
+            "/helloworld.Greeter/SayHello",
+            "/Greeter/SayHello",
+            "/a.b.C/D",
+        ] {
+            assert!(is_method_path(ok), "{ok}");
+        }
+        for bad in [
+            "helloworld.Greeter/SayHello",
+            "/helloworld.Greeter",
+            "/helloworld.Greeter/",
+            "//SayHello",
+            "/a/b/c",
+            "/a/b c",
+            "",
+        ] {
+            assert!(!is_method_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn services_have_no_slash_and_prefixes_start_with_one() {
+        assert!(is_name("grpc.health.v1.Health"));
+        assert!(!is_name("/grpc.health.v1.Health"));
+        assert!(!is_name(""));
+        assert!(is_prefix("/"));
+        assert!(is_prefix("/helloworld."));
+        assert!(!is_prefix("helloworld."));
+    }
+}

@@ -1,0 +1,66 @@
+//! YAML text -> [`schema::File`]. Owns the YAML library: its errors become
+//! [`Error::Syntax`] (not YAML at all) or [`Error::Shape`] (YAML, but not a
+//! config), with the line, column and field path of the fault. Values are not
+//! checked here; `validate` does that.
+
+use serde_path_to_error::Segment;
+use serde_saphyr::{MessageFormatter, UserMessageFormatter};
+
+use crate::error::{At, Error};
+use crate::schema;
+
+/// Deserializes `text` into the file's schema; `file` names it in errors.
+pub(crate) fn read(text: &str, file: &str) -> Result<schema::File, Error> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let mut path = None;
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            path = Some(field_path(err.path()));
+            err.into_inner()
+        })
+    })
+    .map_err(|err| to_error(&err, file, path.unwrap_or_default()))
+}
+
+fn to_error(err: &serde_saphyr::Error, file: &str, field: String) -> Error {
+    // Positions are 1-based; an error without one points at the start.
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .filter(|&(line, _)| line > 0)
+        .unwrap_or((1, 1));
+    let at = At {
+        file: file.to_string(),
+        line,
+        column,
+        field,
+    };
+    let message = UserMessageFormatter.format_message(err).into_owned();
+    match err.without_snippet() {
+        // Only the YAML parser reports external messages (no validator
+        // feature is enabled): the text is not YAML.
+        serde_saphyr::Error::ExternalMessage { .. } => Error::Syntax { at, message },
+        _ => Error::Shape { at, message },
+    }
+}
+
+/// `listeners[0].routes[2].upstream`, as the user wrote the keys.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            // A `Spanned` value reads as a map {value, referenced, defined}:
+            // its `value` key is not one the user wrote. No schema field is
+            // named `value`.
+            Segment::Map { key } | Segment::Enum { variant: key } if key != "value" => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            _ => {}
+        }
+    }
+    out
+}

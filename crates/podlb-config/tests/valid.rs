@@ -1,0 +1,130 @@
+//! Valid configs become the expected `ProxyConfig`, with defaults filled in.
+
+use std::path::Path;
+use std::time::Duration;
+
+use podlb_balance::PolicyKind;
+use podlb_proxy::{DEFAULT_GRACE_PERIOD, RouteConfig, RouteMatch};
+use podlb_upstream::ConnectionSettings;
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/configs/podlb.yaml"
+);
+
+#[test]
+fn example_config_becomes_the_expected_proxy_config() {
+    let config = podlb_config::load(Path::new(EXAMPLE)).unwrap();
+
+    let [listener] = &config.listeners[..] else {
+        panic!("one listener expected: {:?}", config.listeners)
+    };
+    assert_eq!(listener.name, "public");
+    assert_eq!(listener.address, "127.0.0.1:7000".parse().unwrap());
+    let route = |matcher| RouteConfig {
+        matcher,
+        upstream: "greeter".into(),
+    };
+    assert_eq!(
+        listener.routes,
+        [
+            route(RouteMatch::Method("/helloworld.Greeter/SayHello".into())),
+            route(RouteMatch::Service("grpc.health.v1.Health".into())),
+            route(RouteMatch::Prefix("/helloworld.".into())),
+        ]
+    );
+
+    let [upstream] = &config.upstreams[..] else {
+        panic!("one upstream expected: {:?}", config.upstreams)
+    };
+    assert_eq!(upstream.name, "greeter");
+    assert_eq!(
+        upstream.target,
+        "static:///127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053"
+            .parse()
+            .unwrap()
+    );
+    assert_eq!(upstream.policy, PolicyKind::LeastRequest);
+    assert_eq!(upstream.max_message_bytes, Some(4 << 20));
+    // The example spells out every default, so its comments stay true.
+    assert_eq!(upstream.connection, ConnectionSettings::default());
+    assert_eq!(config.grace_period, DEFAULT_GRACE_PERIOD);
+}
+
+#[test]
+fn every_setting_is_read_from_the_file() {
+    let text = "\
+listeners:
+  - name: a
+    address: '[::1]:7000'
+    routes:
+      - upstream: u
+  - name: b
+    address: 0.0.0.0:7001
+    routes:
+      - match: { service: x.Y }
+        upstream: u
+      - upstream: u
+upstreams:
+  - name: u
+    target: static:///10.0.0.1:1
+    policy: peak_ewma
+    connect_timeout: 250ms
+    backoff: { initial: 1s, max: 1m }
+    peak_ewma: { decay: 3s }
+    http2: { stream_window: 65535, connection_window: 2147483647 }
+shutdown:
+  grace_period: 0s
+";
+    let config = podlb_config::parse(text, "t.yaml").unwrap();
+    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.listeners[0].address, "[::1]:7000".parse().unwrap());
+    assert_eq!(config.listeners[1].routes[1].matcher, RouteMatch::Any);
+    let upstream = &config.upstreams[0];
+    assert_eq!(upstream.policy, PolicyKind::PeakEwma);
+    assert_eq!(
+        upstream.connection,
+        ConnectionSettings {
+            connect_timeout: Duration::from_millis(250),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            ewma_decay: Duration::from_secs(3),
+            stream_window: 65_535,
+            connection_window: (1 << 31) - 1,
+        }
+    );
+    assert_eq!(config.grace_period, Duration::ZERO);
+}
+
+#[test]
+fn left_out_settings_take_their_defaults() {
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:7000
+    routes:
+      - upstream: greeter
+upstreams:
+  - name: greeter
+    target: static:///127.0.0.1:50051
+";
+    let config = podlb_config::parse(text, "t.yaml").unwrap();
+    assert_eq!(config.listeners[0].routes[0].matcher, RouteMatch::Any);
+    let upstream = &config.upstreams[0];
+    assert_eq!(upstream.policy, PolicyKind::LeastRequest);
+    assert_eq!(upstream.connection, ConnectionSettings::default());
+    assert_eq!(upstream.max_message_bytes, None);
+    assert_eq!(config.grace_period, DEFAULT_GRACE_PERIOD);
+}
+
+#[test]
+fn a_backoff_cap_alone_keeps_the_default_first_delay() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:7000, routes: [{ upstream: u }] }]
+upstreams: [{ name: u, target: 'static:///127.0.0.1:1', backoff: { max: 1s } }]
+";
+    let config = podlb_config::parse(text, "t.yaml").unwrap();
+    let connection = &config.upstreams[0].connection;
+    assert_eq!(connection.backoff_initial, Duration::from_millis(100));
+    assert_eq!(connection.backoff_max, Duration::from_secs(1));
+}

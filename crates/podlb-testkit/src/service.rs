@@ -1,0 +1,180 @@
+//! The handlers of `podlb.test.v1.TestService`: what each call kind answers.
+//!
+//! They implement the contract in the crate docs (the same as
+//! `tests/python/server.py`). Metadata echo is not here but in `echo.rs`,
+//! around the whole server. Each call holds a [`CallGuard`] so the backend's
+//! [`CallStats`] see it start, finish or be cancelled.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::pb::{EchoReply, EchoRequest};
+use crate::stats::{CallGuard, CallStats};
+
+/// A stream of replies, as the streaming handlers return it.
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>;
+
+/// The test service of one backend.
+#[derive(Debug, Clone)]
+pub(crate) struct TestService {
+    id: String,
+    stats: CallStats,
+}
+
+impl TestService {
+    pub(crate) fn new(id: String, stats: CallStats) -> Self {
+        TestService { id, stats }
+    }
+
+    fn reply(&self, payload: Vec<u8>) -> EchoReply {
+        EchoReply {
+            backend: self.id.clone(),
+            payload,
+            ..EchoReply::default()
+        }
+    }
+}
+
+/// Sleeps `sleep_ms`, then answers with `fail_code` when it is set.
+async fn obey(req: &EchoRequest) -> Result<(), Status> {
+    if req.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(u64::from(req.sleep_ms))).await;
+    }
+    if req.fail_code != 0 {
+        return Err(Status::new(
+            Code::from_i32(req.fail_code),
+            req.fail_message.clone(),
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl crate::pb::test_service_server::TestService for TestService {
+    async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        let mut guard = self.stats.start_call();
+        let req = request.into_inner();
+        let result = obey(&req)
+            .await
+            .map(|()| Response::new(self.reply(req.payload)));
+        guard.finish();
+        result
+    }
+
+    type ServerStreamStream = ReplyStream;
+
+    async fn server_stream(
+        &self,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<Self::ServerStreamStream>, Status> {
+        let mut guard = self.stats.start_call();
+        let req = request.into_inner();
+        if let Err(status) = obey(&req).await {
+            guard.finish();
+            return Err(status);
+        }
+        let payload = if req.payload.is_empty() {
+            vec![0; req.reply_size as usize]
+        } else {
+            req.payload
+        };
+        let template = self.reply(payload);
+        let replies = futures_util::stream::iter((1..=u64::from(req.reply_count)).map(move |i| {
+            Ok(EchoReply {
+                count: i,
+                ..template.clone()
+            })
+        }));
+        Ok(Response::new(Box::pin(Guarded::new(replies, guard))))
+    }
+
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<EchoReply>, Status> {
+        let mut guard = self.stats.start_call();
+        let mut messages = request.into_inner();
+        let mut reply = self.reply(Vec::new());
+        let result = loop {
+            match messages.message().await {
+                Ok(Some(req)) => {
+                    if let Err(status) = obey(&req).await {
+                        break Err(status);
+                    }
+                    reply.count += 1;
+                    reply.total_bytes += req.payload.len() as u64;
+                }
+                Ok(None) => break Ok(Response::new(reply)),
+                Err(status) => break Err(status),
+            }
+        };
+        guard.finish();
+        result
+    }
+
+    type BidiStream = ReplyStream;
+
+    async fn bidi(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<Self::BidiStream>, Status> {
+        let guard = self.stats.start_call();
+        let state = Some((request.into_inner(), self.reply(Vec::new())));
+        let replies = futures_util::stream::unfold(state, |state| async move {
+            let (mut messages, mut template) = state?;
+            match messages.message().await {
+                Ok(Some(req)) => match obey(&req).await {
+                    Ok(()) => {
+                        template.count += 1;
+                        let reply = EchoReply {
+                            payload: req.payload,
+                            ..template.clone()
+                        };
+                        Some((Ok(reply), Some((messages, template))))
+                    }
+                    Err(status) => Some((Err(status), None)),
+                },
+                Ok(None) => None,
+                Err(status) => Some((Err(status), None)),
+            }
+        });
+        Ok(Response::new(Box::pin(Guarded::new(replies, guard))))
+    }
+}
+
+/// A response stream that holds its call's guard: the call finishes when the
+/// stream ends or yields its error status, and is cancelled when tonic drops
+/// the stream before that.
+struct Guarded<S> {
+    inner: Pin<Box<S>>,
+    guard: CallGuard,
+}
+
+impl<S> Guarded<S> {
+    fn new(inner: S, guard: CallGuard) -> Self {
+        Guarded {
+            inner: Box::pin(inner),
+            guard,
+        }
+    }
+}
+
+impl<S> Stream for Guarded<S>
+where
+    S: Stream<Item = Result<EchoReply, Status>>,
+{
+    type Item = Result<EchoReply, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        // tonic stops polling after an error item, so the status ends the call.
+        if let Poll::Ready(None | Some(Err(_))) = &item {
+            self.guard.finish();
+        }
+        item
+    }
+}
