@@ -91,10 +91,35 @@ impl ProxyHandle {
     }
 }
 
+/// A listening socket on `addr`, optionally with SO_REUSEPORT.
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 impl Proxy {
     /// Binds every listener and starts every upstream's discovery and
     /// connections. Must be called within a tokio runtime.
     pub async fn bind(config: ProxyConfig) -> Result<Proxy, Error> {
+        Self::bind_with(config, false).await
+    }
+
+    /// Like [`Proxy::bind`], with SO_REUSEPORT on the listeners when
+    /// `reuse_port` is set, so that several workers (each a proxy on its own
+    /// single-threaded runtime) share the same addresses and the kernel
+    /// spreads connections across them.
+    pub async fn bind_with(config: ProxyConfig, reuse_port: bool) -> Result<Proxy, Error> {
         let upstreams: HashMap<&str, Arc<ProxyUpstream>> = config
             .upstreams
             .iter()
@@ -114,9 +139,8 @@ impl Proxy {
                     }),
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
-            let listener = TcpListener::bind(lc.address.socket_addr())
-                .await
-                .map_err(|source| Error::Bind {
+            let listener =
+                listen(lc.address.socket_addr(), reuse_port).map_err(|source| Error::Bind {
                     name: lc.name.clone(),
                     address: lc.address,
                     source,

@@ -1,13 +1,20 @@
 //! `podlb proxy`: the quick form (one listener, one target) or the full
 //! form (`--config podlb.yaml`).
+//!
+//! The proxy runs as N workers, each a complete proxy on its own
+//! single-threaded runtime (its own listeners with SO_REUSEPORT, its own
+//! upstream connections), so a call never crosses threads: the kernel
+//! spreads client connections over the workers.
 
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
 use podlb_balance::PolicyKind;
 use podlb_core::{ListenAddr, Target};
 use podlb_proxy::{Proxy, ProxyConfig};
+use tokio::sync::watch;
 
 /// Arguments of `podlb proxy`.
 #[derive(Debug, clap::Args)]
@@ -17,7 +24,10 @@ use podlb_proxy::{Proxy, ProxyConfig};
   podlb proxy --config podlb.yaml
 
 Policies: least_request (default: the less busy of two random endpoints), round_robin,
-random, peak_ewma (the faster of two random endpoints, by latency x load).")]
+random, peak_ewma (the faster of two random endpoints, by latency x load).
+
+On SIGTERM or Ctrl-C podlb stops accepting, sends GOAWAY to clients, lets calls in flight
+finish within the grace period, and exits 0.")]
 pub(crate) struct Args {
     /// Where to send calls: a target URI such as
     /// static:///10.0.0.1:50051,10.0.0.2:50051 (quick form).
@@ -41,7 +51,8 @@ pub(crate) struct Args {
     /// overrides the config's shutdown.grace_period.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     grace_period: Option<Duration>,
-    /// Runtime worker threads (0: one per core).
+    /// Worker threads, each a single-threaded proxy sharing the listening
+    /// ports (0: one per core).
     #[arg(long, default_value_t = 0)]
     workers: usize,
 }
@@ -51,13 +62,78 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(grace) = args.grace_period {
         config.grace_period = grace;
     }
-    let rt = super::runtime(args.workers).context("starting the runtime")?;
-    rt.block_on(async {
-        let proxy = Proxy::bind(config).await?;
-        proxy.run(super::terminate_signal()).await?;
-        tracing::info!("stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+    let workers = match args.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The first worker binds as configured; the others bind where it did,
+    // which matters for port 0.
+    let (bound_tx, bound_rx) = mpsc::channel();
+    let mut threads = vec![spawn_worker(
+        0,
+        config.clone(),
+        stop_rx.clone(),
+        Some(bound_tx),
+    )?];
+    let Ok(bound) = bound_rx.recv() else {
+        return join(threads);
+    };
+    for (listener, (_, addr)) in config.listeners.iter_mut().zip(&bound) {
+        listener.address = ListenAddr::from(*addr);
+    }
+    for id in 1..workers {
+        threads.push(spawn_worker(id, config.clone(), stop_rx.clone(), None)?);
+    }
+    let signal = super::runtime(1).context("starting the signal runtime")?;
+    signal.block_on(super::terminate_signal());
+    let _ = stop_tx.send(true);
+    join(threads)
+}
+
+type Worker = std::thread::JoinHandle<anyhow::Result<()>>;
+
+fn spawn_worker(
+    id: usize,
+    config: ProxyConfig,
+    mut stop: watch::Receiver<bool>,
+    bound: Option<mpsc::Sender<Vec<(String, std::net::SocketAddr)>>>,
+) -> anyhow::Result<Worker> {
+    let thread = std::thread::Builder::new()
+        .name(format!("podlb-worker-{id}"))
+        .spawn(move || {
+            let rt = super::runtime(1).context("starting a worker runtime")?;
+            rt.block_on(async move {
+                let proxy = Proxy::bind_with(config, true).await?;
+                if let Some(bound) = bound {
+                    let _ = bound.send(proxy.local_addrs().to_vec());
+                }
+                proxy
+                    .run(async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    })
+                    .await?;
+                Ok(())
+            })
+        })
+        .context("starting a worker thread")?;
+    Ok(thread)
+}
+
+/// Waits for every worker; the first error wins.
+fn join(threads: Vec<Worker>) -> anyhow::Result<ExitCode> {
+    let mut result = Ok(());
+    for thread in threads {
+        let outcome = thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")));
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
+    result?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn proxy_config(args: &Args) -> anyhow::Result<ProxyConfig> {
