@@ -209,9 +209,18 @@ impl Pipe {
                 replay.chunks = Vec::new();
             }
         }
-        send.send_data(part, false).map_err(PipeError::Send)?;
+        // The last bytes of a body that has ended carry END_STREAM
+        // themselves, saving the peer an empty DATA frame.
+        let last = chunk.is_empty() && self.recv.is_end_stream();
+        send.send_data(part, last).map_err(PipeError::Send)?;
         if chunk.is_empty() {
             self.pending = None;
+        }
+        if last {
+            self.stage = Stage::Done;
+            if let Some(replay) = &mut self.replay {
+                replay.ended = true;
+            }
         }
         // Received bytes count against the sender's window until released.
         let _ = self.recv.flow_control().release_capacity(len);
