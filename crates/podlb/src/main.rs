@@ -35,7 +35,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo prints a report; the embedded proxy's routine logs would
+    // only clutter it.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_tracing(default_level);
     let result = match cli.command {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Check(args) => cmd::check::run(args),
@@ -51,10 +57,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_tracing() {
+/// Logs go to stderr, filtered by `RUST_LOG` (default `default_level`).
+/// Release builds compile out events below `info` (see the workspace's
+/// tracing features), so `RUST_LOG=debug` needs a debug build.
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
