@@ -17,6 +17,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -116,6 +117,15 @@ impl Call<'_> {
             attempts += 1;
             let mut lease = match self.upstream.upstream.lease() {
                 Ok(lease) => lease,
+                Err(_) if self.upstream.upstream.is_starting() => {
+                    let wait = self.deadline.map_or(Duration::MAX, |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
+                    match self.upstream.upstream.lease_when_started(wait).await {
+                        Ok(lease) => lease,
+                        Err(err) => return self.fail(&CallError::NoEndpoint(err)),
+                    }
+                }
                 Err(err) => return self.fail(&CallError::NoEndpoint(err)),
             };
             let request = self.upstream_request();

@@ -1,6 +1,8 @@
 //! HTTP/1.1 on the proxy's port: each request is routed by path like a gRPC
-//! call, its endpoint picked by the upstream's policy, and forwarded as
-//! HTTP/1.1 over a pooled connection. Bodies stream through hyper.
+//! call, its endpoint picked by the upstream's policy (or any known endpoint
+//! when none has an HTTP/2 connection: an HTTP/1.1-only backend never gets
+//! one), and forwarded as HTTP/1.1 over a pooled connection. Bodies stream
+//! through hyper.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -67,11 +69,10 @@ async fn forward(
             "podlb: no route for this path\n".into(),
         );
     };
-    let lease = match upstream.upstream.lease() {
-        Ok(lease) => lease,
+    let addr = match upstream.upstream.pick_addr() {
+        Ok(addr) => addr,
         Err(err) => return plain(StatusCode::SERVICE_UNAVAILABLE, format!("podlb: {err}\n")),
     };
-    let addr = lease.addr();
     let mut parts = req.uri().clone().into_parts();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Authority::try_from(addr.to_string()).ok();
@@ -84,11 +85,6 @@ async fn forward(
         Ok(resp) => {
             let (mut head, body) = resp.into_parts();
             strip_hop_by_hop(&mut head.headers);
-            // The lease (the call's load) lasts as long as the response body.
-            let body = body.map_frame(move |frame| {
-                let _ = &lease;
-                frame
-            });
             Response::from_parts(head, body.boxed_unsync())
         }
         Err(err) => {

@@ -71,6 +71,10 @@ pub struct EndpointConnection {
     wake: Arc<Notify>,
     want_more: AtomicBool,
     removed: AtomicBool,
+    /// False until the first connect attempt has ended, either way.
+    settled: AtomicBool,
+    /// Tells the upstream that this endpoint's state changed.
+    changed: Arc<Notify>,
 }
 
 /// One HTTP/2 connection to an endpoint.
@@ -103,11 +107,13 @@ impl H2Connection {
 }
 
 impl EndpointConnection {
-    /// Starts connecting to `addr` at once, in a driver task of its own.
+    /// Starts connecting to `addr` at once, in a driver task of its own;
+    /// `changed` is notified whenever the endpoint's state changes.
     pub fn spawn(
         upstream: Arc<str>,
         addr: EndpointAddr,
         settings: ConnectionSettings,
+        changed: Arc<Notify>,
     ) -> Arc<EndpointConnection> {
         let endpoint = Arc::new(EndpointConnection {
             upstream,
@@ -118,6 +124,8 @@ impl EndpointConnection {
             wake: Arc::new(Notify::new()),
             want_more: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
+            changed,
         });
         tokio::spawn(drive(endpoint.clone(), settings));
         endpoint
@@ -126,6 +134,11 @@ impl EndpointConnection {
     /// The endpoint's address.
     pub fn addr(&self) -> EndpointAddr {
         self.addr
+    }
+
+    /// Whether the first connect attempt is still under way.
+    pub fn is_starting(&self) -> bool {
+        !self.settled.load(Ordering::Acquire)
     }
 
     /// Where the endpoint stands.
@@ -175,9 +188,13 @@ impl EndpointConnection {
     }
 
     fn set_state(&self, state: EndpointState) {
-        let old = self.state.swap(state as u8, Ordering::Relaxed);
+        if state != EndpointState::Connecting {
+            self.settled.store(true, Ordering::Release);
+        }
+        let old = self.state.swap(state as u8, Ordering::AcqRel);
         if old != state as u8 {
             tracing::debug!(upstream = %self.upstream, endpoint = %self.addr, ?state, "endpoint state");
+            self.changed.notify_waiters();
         }
     }
 
@@ -244,7 +261,7 @@ async fn drive(endpoint: Arc<EndpointConnection>, settings: ConnectionSettings) 
                 }
                 endpoint.add(conn);
                 endpoint.set_state(EndpointState::Ready);
-                tracing::debug!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connected");
+                tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connected");
             }
             Err(reason) => {
                 let delay = backoff.next_delay();

@@ -8,11 +8,15 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use podlb_balance::{EndpointSet, Policy, PolicyKind};
 use podlb_core::Target;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::{CallLease, ConnectionSettings, EndpointConnection, Error};
 
@@ -26,6 +30,18 @@ pub struct Upstream {
     endpoints: Arc<Endpoints>,
     policy: Box<dyn Policy<Arc<EndpointConnection>>>,
     discovery: JoinHandle<()>,
+    /// What a call waiting for a first connection watches.
+    startup: Arc<Startup>,
+    connect_timeout: Duration,
+}
+
+/// Whether the upstream is still starting, and a wake-up when anything changes.
+#[derive(Debug, Default)]
+struct Startup {
+    /// Discovery has delivered its first update.
+    resolved: AtomicBool,
+    /// Notified on every discovery update and endpoint state change.
+    changed: Arc<Notify>,
 }
 
 /// How many picks a call may make before it is told no endpoint is ready:
@@ -43,11 +59,14 @@ impl Upstream {
     ) -> Upstream {
         let name: Arc<str> = Arc::from(name);
         let endpoints = Arc::new(Endpoints::new());
+        let startup = Arc::new(Startup::default());
+        let connect_timeout = settings.connect_timeout;
         let discovery = tokio::spawn(follow_discovery(
             name.clone(),
             podlb_discovery::discover(&target),
             endpoints.clone(),
             settings,
+            startup.clone(),
         ));
         Upstream {
             name,
@@ -55,6 +74,8 @@ impl Upstream {
             endpoints,
             policy: policy.build(),
             discovery,
+            startup,
+            connect_timeout,
         }
     }
 
@@ -71,6 +92,52 @@ impl Upstream {
     /// The endpoints now, with their states.
     pub fn endpoints(&self) -> Vec<Arc<EndpointConnection>> {
         self.endpoints.snapshot().as_ref().clone()
+    }
+
+    /// The endpoint for a call that does not ride the HTTP/2 connections
+    /// (HTTP/1.1): the policy's pick among ready endpoints or, when none is
+    /// ready, any known endpoint, since a backend may speak only HTTP/1.1
+    /// and so never become ready for HTTP/2.
+    pub fn pick_addr(&self) -> Result<podlb_core::EndpointAddr, Error> {
+        let snapshot = self.endpoints.snapshot();
+        if let Some(endpoint) = self.policy.pick(&snapshot) {
+            return Ok(endpoint.addr());
+        }
+        match snapshot.len() {
+            0 => Err(Error::NoEndpoint {
+                upstream: self.name.to_string(),
+                target: self.target.to_string(),
+            }),
+            n => Ok(snapshot[fastrand::usize(..n)].addr()),
+        }
+    }
+
+    /// Whether a call that found no ready endpoint should wait rather than
+    /// fail: discovery has not answered yet, or an endpoint's first connect
+    /// attempt is under way (a proxy that just started). Once every endpoint
+    /// has been tried, calls fail fast.
+    pub fn is_starting(&self) -> bool {
+        !self.startup.resolved.load(Ordering::Acquire)
+            || self.endpoints.snapshot().iter().any(|e| e.is_starting())
+    }
+
+    /// [`Upstream::lease`], waiting up to `max_wait` (and at most the
+    /// connect timeout) while the upstream [is starting](Self::is_starting).
+    pub async fn lease_when_started(&self, max_wait: Duration) -> Result<CallLease, Error> {
+        let give_up = Instant::now() + max_wait.min(self.connect_timeout);
+        loop {
+            let changed = self.startup.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.lease() {
+                Ok(lease) => return Ok(lease),
+                Err(err) if !self.is_starting() => return Err(err),
+                Err(_) => {}
+            }
+            if tokio::time::timeout_at(give_up, changed).await.is_err() {
+                return self.lease();
+            }
+        }
     }
 
     /// Picks an endpoint by the policy and leases a connection to it.
@@ -114,14 +181,22 @@ async fn follow_discovery(
     mut updates: podlb_discovery::UpdateStream,
     endpoints: Arc<Endpoints>,
     settings: ConnectionSettings,
+    startup: Arc<Startup>,
 ) {
     while let Some(update) = updates.next().await {
         tracing::debug!(upstream = %name, ?update, "discovery update");
         let removed = endpoints.apply(update, |ep| {
-            EndpointConnection::spawn(name.clone(), ep.addr, settings.clone())
+            EndpointConnection::spawn(
+                name.clone(),
+                ep.addr,
+                settings.clone(),
+                startup.changed.clone(),
+            )
         });
         for endpoint in removed {
             endpoint.remove();
         }
+        startup.resolved.store(true, Ordering::Release);
+        startup.changed.notify_waiters();
     }
 }

@@ -19,26 +19,41 @@ pub(crate) fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime
     builder.enable_all().build()
 }
 
-/// Resolves when the process gets SIGTERM or SIGINT (Ctrl-C).
-pub(crate) async fn terminate_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), caught from the moment this is built: a
+/// signal that arrives before anyone waits is kept, never left to the
+/// default action (which would kill the process without a graceful stop).
+pub(crate) struct TerminateSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops podlb");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl TerminateSignal {
+    /// Installs the handlers. Must be called within a tokio runtime.
+    pub(crate) fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(TerminateSignal {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(TerminateSignal {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves at the first SIGTERM or SIGINT.
+    pub(crate) async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

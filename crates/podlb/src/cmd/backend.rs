@@ -21,11 +21,13 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = super::runtime(args.workers).context("starting the runtime")?;
     rt.block_on(async {
+        let signal =
+            super::TerminateSignal::register().context("installing the SIGTERM handler")?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!(listen = %args.listen, id = %args.id, "greeter backend serving helloworld.Greeter and grpc.health.v1");
-        podlb_backend::serve(listener, args.id, super::terminate_signal())
+        podlb_backend::serve(listener, args.id, signal.recv())
             .await
             .context("serving")?;
         Ok(ExitCode::SUCCESS)

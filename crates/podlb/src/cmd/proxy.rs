@@ -66,6 +66,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    // Signals are caught before any worker starts, so an early SIGTERM
+    // still means a graceful stop.
+    let signal_rt = super::runtime(1).context("starting the signal runtime")?;
+    let signal = signal_rt
+        .block_on(async { super::TerminateSignal::register() })
+        .context("installing the SIGTERM handler")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     // The first worker binds as configured; the others bind where it did,
     // which matters for port 0.
@@ -85,8 +91,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     for id in 1..workers {
         threads.push(spawn_worker(id, config.clone(), stop_rx.clone(), None)?);
     }
-    let signal = super::runtime(1).context("starting the signal runtime")?;
-    signal.block_on(super::terminate_signal());
+    signal_rt.block_on(signal.recv());
     let _ = stop_tx.send(true);
     join(threads)
 }
