@@ -17,7 +17,7 @@ impl Load for Endpoint {
         self.0.in_flight()
     }
     fn ewma_cost(&self) -> f64 {
-        self.0.ewma_cost()
+        self.0.ewma_cost(Duration::from_secs(1))
     }
 }
 

@@ -66,10 +66,16 @@ impl LoadTracker {
         self.ewma_ns.store(next.to_bits(), Ordering::Relaxed);
     }
 
-    /// Peak-EWMA cost: latency estimate times (calls in flight + 1).
-    pub fn ewma_cost(&self) -> f64 {
+    /// Peak-EWMA cost at `now`: the latency estimate, decayed for the time
+    /// since it was last updated, times (calls in flight + 1). Decaying on
+    /// read lets an endpoint that lost every pick after one slow answer be
+    /// tried again, as tower's and Finagle's peak EWMA do.
+    pub fn ewma_cost(&self, now: Duration) -> f64 {
         let ewma = f64::from_bits(self.ewma_ns.load(Ordering::Relaxed));
-        ewma * (self.in_flight() + 1) as f64
+        let then = self.stamp_ns.load(Ordering::Relaxed);
+        let idle = (now.as_nanos() as u64).saturating_sub(then) as f64;
+        let decayed = ewma * (-idle / self.decay_ns).exp();
+        decayed * (self.in_flight() + 1) as f64
     }
 }
 
@@ -92,14 +98,19 @@ mod tests {
     #[test]
     fn ewma_jumps_to_peaks_and_decays_slowly() {
         let t = LoadTracker::new(Duration::from_secs(10));
-        t.observe(Duration::from_millis(100), Duration::from_secs(1));
-        assert_eq!(t.ewma_cost(), 100e6);
+        let at = Duration::from_secs;
+        t.observe(Duration::from_millis(100), at(1));
+        assert_eq!(t.ewma_cost(at(1)), 100e6);
         // One fast answer a second later moves the estimate only a little.
-        t.observe(Duration::from_millis(1), Duration::from_secs(2));
-        let cost = t.ewma_cost();
+        t.observe(Duration::from_millis(1), at(2));
+        let cost = t.ewma_cost(at(2));
         assert!(cost < 100e6 && cost > 80e6, "{cost}");
         // Calls in flight weigh the cost.
         t.begin();
-        assert!((t.ewma_cost() - 2.0 * cost).abs() < 1.0);
+        assert!((t.ewma_cost(at(2)) - 2.0 * cost).abs() < 1.0);
+        t.end();
+        // Unmeasured for a while, the estimate decays: the endpoint is tried again.
+        let later = t.ewma_cost(at(32));
+        assert!(later < cost * 0.06, "{later} vs {cost}");
     }
 }

@@ -24,6 +24,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::request::Parts;
 use http::{Request, Response};
+use podlb_upstream::CallLease;
 use tokio::time::{Instant, Sleep};
 
 use crate::deadline;
@@ -115,17 +116,8 @@ impl Call<'_> {
         let mut attempts = 0;
         let (lease, response) = loop {
             attempts += 1;
-            let mut lease = match self.upstream.upstream.lease() {
+            let mut lease = match self.lease().await {
                 Ok(lease) => lease,
-                Err(_) if self.upstream.upstream.is_starting() => {
-                    let wait = self.deadline.map_or(Duration::MAX, |d| {
-                        d.saturating_duration_since(Instant::now())
-                    });
-                    match self.upstream.upstream.lease_when_started(wait).await {
-                        Ok(lease) => lease,
-                        Err(err) => return self.fail(&CallError::NoEndpoint(err)),
-                    }
-                }
                 Err(err) => return self.fail(&CallError::NoEndpoint(err)),
             };
             let request = self.upstream_request();
@@ -216,6 +208,22 @@ impl Call<'_> {
             Finished::TooLarge(direction, size) => {
                 self.request_pipe.reset_send(Reason::CANCEL);
                 send_trailers(&mut response_pipe, &self.too_large(direction, size));
+            }
+        }
+    }
+
+    /// A stream for the call on one of the upstream's endpoints; waits (up
+    /// to the call's deadline) only when the upstream is starting or every
+    /// stream is taken.
+    async fn lease(&self) -> Result<CallLease, podlb_upstream::Error> {
+        let upstream = &self.upstream.upstream;
+        match upstream.lease() {
+            Ok(lease) => Ok(lease),
+            Err(_) => {
+                let wait = self.deadline.map_or(Duration::MAX, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
+                upstream.lease_waiting(wait).await
             }
         }
     }

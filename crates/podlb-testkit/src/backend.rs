@@ -8,9 +8,16 @@
 //!   kill():              every connection fails at once, the server task is
 //!                        aborted and the listener closed
 //! ```
+//!
+//! [`BackendOptions`] make a backend unlike the others: slower by a fixed
+//! delay per call, or advertising a SETTINGS_MAX_CONCURRENT_STREAMS. Every
+//! backend counts the TCP connections it accepted.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -30,6 +37,18 @@ use crate::stats::{CallCounts, CallStats};
 /// default so tests can push large payloads through the proxy.
 const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
+/// How a backend differs from a plain one; the default is a plain one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// Waited before every request message is handled (before `sleep_ms`),
+    /// as by a pod that is slower than its peers. Default zero.
+    pub added_delay: Duration,
+    /// The SETTINGS_MAX_CONCURRENT_STREAMS the backend advertises on each
+    /// connection; a client must open more connections (or queue) to have
+    /// more calls in flight. Default `None`: tonic's default, no limit.
+    pub max_concurrent_streams: Option<u32>,
+}
+
 /// A running `podlb.test.v1.TestService` backend on `127.0.0.1`.
 ///
 /// Dropping it kills it (without waiting for the sockets to close); call
@@ -42,16 +61,42 @@ pub struct TestBackend {
     graceful: CancellationToken,
     killed: CancellationToken,
     open_connections: TaskTracker,
+    accepted_connections: Arc<AtomicU64>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
 impl TestBackend {
     /// Starts a backend named `id` on `127.0.0.1:0` (a free port).
     pub async fn start(id: &str) -> TestBackend {
+        Self::start_with(id, BackendOptions::default()).await
+    }
+
+    /// Starts a backend named `id` on a free port whose every call (every
+    /// request message) takes `added_delay` longer than on a plain backend.
+    pub async fn start_with_delay(id: &str, added_delay: Duration) -> TestBackend {
+        let options = BackendOptions {
+            added_delay,
+            ..BackendOptions::default()
+        };
+        Self::start_with(id, options).await
+    }
+
+    /// Starts a backend named `id` on a free port that advertises
+    /// SETTINGS_MAX_CONCURRENT_STREAMS = `max` on each connection.
+    pub async fn start_with_max_concurrent_streams(id: &str, max: u32) -> TestBackend {
+        let options = BackendOptions {
+            max_concurrent_streams: Some(max),
+            ..BackendOptions::default()
+        };
+        Self::start_with(id, options).await
+    }
+
+    /// Starts a backend named `id` with `options` on `127.0.0.1:0`.
+    pub async fn start_with(id: &str, options: BackendOptions) -> TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a test backend on 127.0.0.1:0");
-        Self::start_on(id, listener)
+        Self::start_on_with(id, listener, options)
     }
 
     /// Starts a backend named `id` on `addr`, e.g. the address of a backend
@@ -63,6 +108,11 @@ impl TestBackend {
 
     /// Starts a backend named `id` serving on `listener`.
     pub fn start_on(id: &str, listener: TcpListener) -> TestBackend {
+        Self::start_on_with(id, listener, BackendOptions::default())
+    }
+
+    /// Starts a backend named `id` with `options`, serving on `listener`.
+    pub fn start_on_with(id: &str, listener: TcpListener, options: BackendOptions) -> TestBackend {
         let addr = listener
             .local_addr()
             .expect("a bound listener has a local address");
@@ -70,19 +120,24 @@ impl TestBackend {
         let graceful = CancellationToken::new();
         let killed = CancellationToken::new();
         let open_connections = TaskTracker::new();
+        let accepted_connections = Arc::new(AtomicU64::new(0));
 
         let (kill, open) = (killed.clone(), open_connections.clone());
+        let accepted_count = accepted_connections.clone();
         let incoming = TcpListenerStream::new(listener).map(move |accepted| {
             accepted.map(|stream| {
+                accepted_count.fetch_add(1, Ordering::Relaxed);
                 // Best effort: a test backend answers small calls promptly.
                 let _ = stream.set_nodelay(true);
                 KillableIo::new(stream, kill.clone(), open.token())
             })
         });
-        let service = TestServiceServer::new(TestService::new(id.to_owned(), stats.clone()))
+        let handlers = TestService::new(id.to_owned(), stats.clone(), options.added_delay);
+        let service = TestServiceServer::new(handlers)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let server = Server::builder()
+            .max_concurrent_streams(options.max_concurrent_streams)
             .layer(EchoMetadataLayer)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, graceful.clone().cancelled_owned());
@@ -94,6 +149,7 @@ impl TestBackend {
             graceful,
             killed,
             open_connections,
+            accepted_connections,
             server: Some(tokio::spawn(server)),
         }
     }
@@ -131,6 +187,11 @@ impl TestBackend {
     /// Calls the backend saw cancelled.
     pub fn calls_cancelled(&self) -> u64 {
         self.stats.calls_cancelled()
+    }
+
+    /// TCP connections the backend has accepted since it started.
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted_connections.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `n` calls have started.

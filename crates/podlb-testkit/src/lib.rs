@@ -10,7 +10,8 @@
 //!
 //! - [`TestBackend`]: `podlb.test.v1.TestService` served by tonic on
 //!   `127.0.0.1:0`, with call counters (started, finished, cancelled) that a
-//!   test can await, a graceful stop and a hard kill.
+//!   test can await, a graceful stop and a hard kill; [`BackendOptions`]
+//!   make one slower than its peers or limit its concurrent streams.
 //! - [`python`]: the grpcio server and client of `tests/python`, the
 //!   interop peers, run as child processes.
 //! - [`connect`]: a tonic client of the test service.
@@ -49,7 +50,7 @@ use std::net::SocketAddr;
 
 use tonic::transport::Channel;
 
-pub use backend::TestBackend;
+pub use backend::{BackendOptions, TestBackend};
 pub use pb::test_service_client::TestServiceClient;
 pub use pb::{EchoReply, EchoRequest};
 pub use stats::{CallCounts, CallStats};

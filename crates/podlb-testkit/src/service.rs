@@ -23,11 +23,17 @@ type ReplyStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>
 pub(crate) struct TestService {
     id: String,
     stats: CallStats,
+    /// Added before every request message is obeyed: a slower pod.
+    added_delay: Duration,
 }
 
 impl TestService {
-    pub(crate) fn new(id: String, stats: CallStats) -> Self {
-        TestService { id, stats }
+    pub(crate) fn new(id: String, stats: CallStats, added_delay: Duration) -> Self {
+        TestService {
+            id,
+            stats,
+            added_delay,
+        }
     }
 
     fn reply(&self, payload: Vec<u8>) -> EchoReply {
@@ -39,10 +45,12 @@ impl TestService {
     }
 }
 
-/// Sleeps `sleep_ms`, then answers with `fail_code` when it is set.
-async fn obey(req: &EchoRequest) -> Result<(), Status> {
-    if req.sleep_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(u64::from(req.sleep_ms))).await;
+/// Sleeps the backend's `added_delay` plus `sleep_ms`, then answers with
+/// `fail_code` when it is set.
+async fn obey(req: &EchoRequest, added_delay: Duration) -> Result<(), Status> {
+    let sleep = added_delay + Duration::from_millis(u64::from(req.sleep_ms));
+    if !sleep.is_zero() {
+        tokio::time::sleep(sleep).await;
     }
     if req.fail_code != 0 {
         return Err(Status::new(
@@ -58,7 +66,7 @@ impl crate::pb::test_service_server::TestService for TestService {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         let mut guard = self.stats.start_call();
         let req = request.into_inner();
-        let result = obey(&req)
+        let result = obey(&req, self.added_delay)
             .await
             .map(|()| Response::new(self.reply(req.payload)));
         guard.finish();
@@ -73,7 +81,7 @@ impl crate::pb::test_service_server::TestService for TestService {
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
         let mut guard = self.stats.start_call();
         let req = request.into_inner();
-        if let Err(status) = obey(&req).await {
+        if let Err(status) = obey(&req, self.added_delay).await {
             guard.finish();
             return Err(status);
         }
@@ -102,7 +110,7 @@ impl crate::pb::test_service_server::TestService for TestService {
         let result = loop {
             match messages.message().await {
                 Ok(Some(req)) => {
-                    if let Err(status) = obey(&req).await {
+                    if let Err(status) = obey(&req, self.added_delay).await {
                         break Err(status);
                     }
                     reply.count += 1;
@@ -124,10 +132,11 @@ impl crate::pb::test_service_server::TestService for TestService {
     ) -> Result<Response<Self::BidiStream>, Status> {
         let guard = self.stats.start_call();
         let state = Some((request.into_inner(), self.reply(Vec::new())));
-        let replies = futures_util::stream::unfold(state, |state| async move {
+        let added_delay = self.added_delay;
+        let replies = futures_util::stream::unfold(state, move |state| async move {
             let (mut messages, mut template) = state?;
             match messages.message().await {
-                Ok(Some(req)) => match obey(&req).await {
+                Ok(Some(req)) => match obey(&req, added_delay).await {
                     Ok(()) => {
                         template.count += 1;
                         let reply = EchoReply {

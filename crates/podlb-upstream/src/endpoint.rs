@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::goaway::{GoawaySignal, GoawaySniffer};
+use crate::waiters::Waiters;
 use crate::{Backoff, ConnectionSettings};
 
 /// Where an endpoint stands, for logs and status views.
@@ -73,8 +74,8 @@ pub struct EndpointConnection {
     removed: AtomicBool,
     /// False until the first connect attempt has ended, either way.
     settled: AtomicBool,
-    /// Tells the upstream that this endpoint's state changed.
-    changed: Arc<Notify>,
+    /// Wakes calls waiting on the upstream.
+    waiters: Arc<Waiters>,
 }
 
 /// One HTTP/2 connection to an endpoint.
@@ -108,12 +109,12 @@ impl H2Connection {
 
 impl EndpointConnection {
     /// Starts connecting to `addr` at once, in a driver task of its own;
-    /// `changed` is notified whenever the endpoint's state changes.
-    pub fn spawn(
+    /// `waiters` hear of every state change, new connection and freed stream.
+    pub(crate) fn spawn(
         upstream: Arc<str>,
         addr: EndpointAddr,
         settings: ConnectionSettings,
-        changed: Arc<Notify>,
+        waiters: Arc<Waiters>,
     ) -> Arc<EndpointConnection> {
         let endpoint = Arc::new(EndpointConnection {
             upstream,
@@ -125,7 +126,7 @@ impl EndpointConnection {
             want_more: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             settled: AtomicBool::new(false),
-            changed,
+            waiters,
         });
         tokio::spawn(drive(endpoint.clone(), settings));
         endpoint
@@ -155,36 +156,30 @@ impl EndpointConnection {
         self.wake.notify_one();
     }
 
-    /// A lease on a connection with a free stream, or `None` when the
-    /// endpoint has no usable connection (the caller picks again).
-    pub fn lease(self: &Arc<Self>) -> Option<CallLease> {
+    /// A lease on a connection with a free stream.
+    pub fn lease(self: &Arc<Self>) -> Lease {
         let conns = self.conns.load();
-        let mut fallback: Option<&Arc<H2Connection>> = None;
-        let mut chosen = None;
+        let mut usable = false;
         for conn in conns.iter().filter(|c| c.is_usable()) {
             if conn.has_free_stream() {
-                chosen = Some(conn);
-                break;
+                return Lease::Leased(CallLease::new(self.clone(), conn.clone()));
             }
-            if fallback.is_none_or(|f| {
-                conn.in_flight.load(Ordering::Relaxed) < f.in_flight.load(Ordering::Relaxed)
-            }) {
-                fallback = Some(conn);
-            }
+            usable = true;
         }
-        let conn = match (chosen, fallback) {
-            (Some(conn), _) => conn,
-            (None, Some(conn)) => {
-                // Every connection is at the backend's stream limit: ask the
-                // driver for another, and let h2 queue this call meanwhile.
-                if !self.want_more.swap(true, Ordering::AcqRel) {
-                    self.wake.notify_one();
-                }
-                conn
-            }
-            (None, None) => return None,
-        };
-        Some(CallLease::new(self.clone(), conn.clone()))
+        if !usable {
+            return Lease::Unusable;
+        }
+        // Every connection is at the backend's stream limit: ask the driver
+        // for another rather than queue the call behind a busy one.
+        if !self.want_more.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+        Lease::Full
+    }
+
+    /// Whether a connection that can take calls exists now.
+    fn has_usable_connection(&self) -> bool {
+        self.conns.load().iter().any(|c| c.is_usable())
     }
 
     fn set_state(&self, state: EndpointState) {
@@ -194,7 +189,7 @@ impl EndpointConnection {
         let old = self.state.swap(state as u8, Ordering::AcqRel);
         if old != state as u8 {
             tracing::debug!(upstream = %self.upstream, endpoint = %self.addr, ?state, "endpoint state");
-            self.changed.notify_waiters();
+            self.waiters.changed();
         }
     }
 
@@ -218,6 +213,7 @@ impl EndpointConnection {
         let mut conns = Vec::clone(&self.conns.load());
         conns.push(conn);
         self.conns.store(Arc::new(conns));
+        self.waiters.changed();
     }
 }
 
@@ -228,15 +224,29 @@ impl Keyed for EndpointConnection {
 }
 
 impl Load for EndpointConnection {
+    /// Ready, and a usable connection exists right now: a connection that
+    /// said GOAWAY or closed counts at once, before the driver has run.
     fn is_ready(&self) -> bool {
         self.state.load(Ordering::Relaxed) == EndpointState::Ready as u8
+            && self.has_usable_connection()
     }
     fn in_flight(&self) -> u64 {
         self.load.in_flight()
     }
     fn ewma_cost(&self) -> f64 {
-        self.load.ewma_cost()
+        self.load.ewma_cost(since_epoch(Instant::now()))
     }
+}
+
+/// What [`EndpointConnection::lease`] found.
+#[derive(Debug)]
+pub enum Lease {
+    /// A stream on a connection is the call's.
+    Leased(CallLease),
+    /// Every connection is at the backend's stream limit; another is coming.
+    Full,
+    /// No connection can take calls.
+    Unusable,
 }
 
 /// The endpoint's driver: keeps it connected until it is removed.
@@ -445,5 +455,6 @@ impl Drop for CallLease {
     fn drop(&mut self) {
         self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.endpoint.load.end();
+        self.endpoint.waiters.stream_freed();
     }
 }

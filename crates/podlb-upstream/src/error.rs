@@ -17,6 +17,17 @@ pub enum Error {
         /// How many endpoints discovery knows.
         endpoints: usize,
     },
+    /// Every connection of every ready endpoint is at its backend's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS, and no stream freed in time.
+    #[error(
+        "upstream {upstream:?} ({target}): every endpoint is at its backend's concurrent stream limit"
+    )]
+    Saturated {
+        /// The upstream's name.
+        upstream: String,
+        /// Its target URI.
+        target: String,
+    },
     /// Discovery has found no endpoint at all.
     #[error("upstream {upstream:?} ({target}): discovery found no endpoint")]
     NoEndpoint {

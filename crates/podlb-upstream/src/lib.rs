@@ -20,9 +20,10 @@ mod error;
 mod goaway;
 mod settings;
 mod upstream;
+mod waiters;
 
 pub use backoff::Backoff;
-pub use endpoint::{CallLease, EndpointConnection, EndpointState, SendError};
+pub use endpoint::{CallLease, EndpointConnection, EndpointState, Lease, SendError};
 pub use error::Error;
 pub use settings::ConnectionSettings;
 pub use upstream::Upstream;

@@ -5,6 +5,9 @@
 //!  discover(target) ─► task: EndpointSet::apply ─► new endpoints spawn their driver,
 //!                                                  removed ones drain
 //!  call ─► Upstream::lease ─► snapshot ─► Policy::pick ─► EndpointConnection::lease
+//!              │ none ready while starting, or every stream taken
+//!              ▼
+//!          Upstream::lease_waiting (until a change, bounded)
 //! ```
 
 use std::sync::Arc;
@@ -12,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use podlb_balance::{EndpointSet, Policy, PolicyKind};
-use podlb_core::Target;
-use tokio::sync::Notify;
+use podlb_balance::{EndpointSet, Load, Policy, PolicyKind};
+use podlb_core::{EndpointAddr, Target};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
+use crate::endpoint::Lease;
+use crate::waiters::{Waiters, deadline_after};
 use crate::{CallLease, ConnectionSettings, EndpointConnection, Error};
 
 type Endpoints = EndpointSet<Arc<EndpointConnection>>;
@@ -30,23 +33,15 @@ pub struct Upstream {
     endpoints: Arc<Endpoints>,
     policy: Box<dyn Policy<Arc<EndpointConnection>>>,
     discovery: JoinHandle<()>,
-    /// What a call waiting for a first connection watches.
-    startup: Arc<Startup>,
+    /// Discovery has delivered its first update.
+    resolved: Arc<AtomicBool>,
+    waiters: Arc<Waiters>,
     connect_timeout: Duration,
 }
 
-/// Whether the upstream is still starting, and a wake-up when anything changes.
-#[derive(Debug, Default)]
-struct Startup {
-    /// Discovery has delivered its first update.
-    resolved: AtomicBool,
-    /// Notified on every discovery update and endpoint state change.
-    changed: Arc<Notify>,
-}
-
-/// How many picks a call may make before it is told no endpoint is ready:
-/// a pick can race with a connection closing.
-const PICK_ATTEMPTS: usize = 4;
+/// How many policy picks a call makes before it looks at every endpoint: a
+/// pick can race with a connection closing.
+const PICK_ATTEMPTS: usize = 2;
 
 impl Upstream {
     /// Starts discovery for `target`; endpoints connect as they appear.
@@ -59,14 +54,16 @@ impl Upstream {
     ) -> Upstream {
         let name: Arc<str> = Arc::from(name);
         let endpoints = Arc::new(Endpoints::new());
-        let startup = Arc::new(Startup::default());
+        let resolved = Arc::new(AtomicBool::new(false));
+        let waiters = Arc::new(Waiters::default());
         let connect_timeout = settings.connect_timeout;
         let discovery = tokio::spawn(follow_discovery(
             name.clone(),
             podlb_discovery::discover(&target),
             endpoints.clone(),
             settings,
-            startup.clone(),
+            resolved.clone(),
+            waiters.clone(),
         ));
         Upstream {
             name,
@@ -74,7 +71,8 @@ impl Upstream {
             endpoints,
             policy: policy.build(),
             discovery,
-            startup,
+            resolved,
+            waiters,
             connect_timeout,
         }
     }
@@ -94,75 +92,101 @@ impl Upstream {
         self.endpoints.snapshot().as_ref().clone()
     }
 
-    /// The endpoint for a call that does not ride the HTTP/2 connections
-    /// (HTTP/1.1): the policy's pick among ready endpoints or, when none is
-    /// ready, any known endpoint, since a backend may speak only HTTP/1.1
-    /// and so never become ready for HTTP/2.
-    pub fn pick_addr(&self) -> Result<podlb_core::EndpointAddr, Error> {
-        let snapshot = self.endpoints.snapshot();
-        if let Some(endpoint) = self.policy.pick(&snapshot) {
-            return Ok(endpoint.addr());
-        }
-        match snapshot.len() {
-            0 => Err(Error::NoEndpoint {
-                upstream: self.name.to_string(),
-                target: self.target.to_string(),
-            }),
-            n => Ok(snapshot[fastrand::usize(..n)].addr()),
-        }
-    }
-
     /// Whether a call that found no ready endpoint should wait rather than
     /// fail: discovery has not answered yet, or an endpoint's first connect
     /// attempt is under way (a proxy that just started). Once every endpoint
     /// has been tried, calls fail fast.
     pub fn is_starting(&self) -> bool {
-        !self.startup.resolved.load(Ordering::Acquire)
+        !self.resolved.load(Ordering::Acquire)
             || self.endpoints.snapshot().iter().any(|e| e.is_starting())
     }
 
-    /// [`Upstream::lease`], waiting up to `max_wait` (and at most the
-    /// connect timeout) while the upstream [is starting](Self::is_starting).
-    pub async fn lease_when_started(&self, max_wait: Duration) -> Result<CallLease, Error> {
-        let give_up = Instant::now() + max_wait.min(self.connect_timeout);
-        loop {
-            let changed = self.startup.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            match self.lease() {
-                Ok(lease) => return Ok(lease),
-                Err(err) if !self.is_starting() => return Err(err),
-                Err(_) => {}
-            }
-            if tokio::time::timeout_at(give_up, changed).await.is_err() {
-                return self.lease();
-            }
-        }
-    }
-
-    /// Picks an endpoint by the policy and leases a connection to it.
+    /// Picks an endpoint by the policy and leases a stream on one of its
+    /// connections, without waiting.
     pub fn lease(&self) -> Result<CallLease, Error> {
         let snapshot = self.endpoints.snapshot();
+        let mut saturated = false;
         for _ in 0..PICK_ATTEMPTS {
             let Some(endpoint) = self.policy.pick(&snapshot) else {
                 break;
             };
-            if let Some(lease) = endpoint.lease() {
-                return Ok(lease);
+            match endpoint.lease() {
+                Lease::Leased(lease) => return Ok(lease),
+                Lease::Full => saturated = true,
+                Lease::Unusable => {}
             }
         }
-        Err(if snapshot.is_empty() {
-            Error::NoEndpoint {
-                upstream: self.name.to_string(),
-                target: self.target.to_string(),
+        // The picks raced with connections closing or filling up: take any
+        // endpoint that can take the call.
+        for endpoint in snapshot.iter().filter(|e| e.is_ready()) {
+            match endpoint.lease() {
+                Lease::Leased(lease) => return Ok(lease),
+                Lease::Full => saturated = true,
+                Lease::Unusable => {}
             }
-        } else {
-            Error::NoReadyEndpoint {
-                upstream: self.name.to_string(),
-                target: self.target.to_string(),
-                endpoints: snapshot.len(),
-            }
-        })
+        }
+        Err(self.no_lease(snapshot.len(), saturated))
+    }
+
+    /// [`Upstream::lease`], but a call that finds every stream taken waits
+    /// for one (up to `max_wait`), and one that finds the upstream
+    /// [starting](Self::is_starting) waits for its first connections (up to
+    /// `max_wait` and the connect timeout).
+    pub async fn lease_waiting(&self, max_wait: Duration) -> Result<CallLease, Error> {
+        let first = match self.lease() {
+            Ok(lease) => return Ok(lease),
+            Err(err) => err,
+        };
+        let wait = match first {
+            Error::Saturated { .. } => max_wait,
+            _ if self.is_starting() => max_wait.min(self.connect_timeout),
+            err => return Err(err),
+        };
+        let mut last = first;
+        let waited = self
+            .waiters
+            .wait_for(deadline_after(wait), || match self.lease() {
+                Ok(lease) => Some(Ok(lease)),
+                Err(err @ Error::Saturated { .. }) => {
+                    last = err;
+                    None
+                }
+                Err(err) if self.is_starting() => {
+                    last = err;
+                    None
+                }
+                Err(err) => Some(Err(err)),
+            })
+            .await;
+        waited.unwrap_or(Err(last))
+    }
+
+    /// The endpoint for a call that does not ride the HTTP/2 connections
+    /// (HTTP/1.1): the policy's pick among ready endpoints or, when none is
+    /// ready, any known endpoint, since a backend may speak only HTTP/1.1
+    /// and so never become ready for HTTP/2.
+    pub fn pick_addr(&self) -> Result<EndpointAddr, Error> {
+        let snapshot = self.endpoints.snapshot();
+        if let Some(endpoint) = self.policy.pick(&snapshot) {
+            return Ok(endpoint.addr());
+        }
+        match snapshot.len() {
+            0 => Err(self.no_lease(0, false)),
+            n => Ok(snapshot[fastrand::usize(..n)].addr()),
+        }
+    }
+
+    fn no_lease(&self, endpoints: usize, saturated: bool) -> Error {
+        let (upstream, target) = (self.name.to_string(), self.target.to_string());
+        match (endpoints, saturated) {
+            (0, _) => Error::NoEndpoint { upstream, target },
+            (_, true) => Error::Saturated { upstream, target },
+            (endpoints, false) => Error::NoReadyEndpoint {
+                upstream,
+                target,
+                endpoints,
+            },
+        }
     }
 }
 
@@ -181,22 +205,18 @@ async fn follow_discovery(
     mut updates: podlb_discovery::UpdateStream,
     endpoints: Arc<Endpoints>,
     settings: ConnectionSettings,
-    startup: Arc<Startup>,
+    resolved: Arc<AtomicBool>,
+    waiters: Arc<Waiters>,
 ) {
     while let Some(update) = updates.next().await {
         tracing::debug!(upstream = %name, ?update, "discovery update");
         let removed = endpoints.apply(update, |ep| {
-            EndpointConnection::spawn(
-                name.clone(),
-                ep.addr,
-                settings.clone(),
-                startup.changed.clone(),
-            )
+            EndpointConnection::spawn(name.clone(), ep.addr, settings.clone(), waiters.clone())
         });
         for endpoint in removed {
             endpoint.remove();
         }
-        startup.resolved.store(true, Ordering::Release);
-        startup.changed.notify_waiters();
+        resolved.store(true, Ordering::Release);
+        waiters.changed();
     }
 }
