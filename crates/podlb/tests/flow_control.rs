@@ -18,106 +18,25 @@
 // Test code: a failed unwrap is a failed test, in helpers as in tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use h2::RecvStream;
-use podlb_testkit::{EchoReply, EchoRequest, TestBackend, TestServiceClient};
+use podlb_testkit::{EchoReply, EchoRequest, TestBackend};
 use prost::Message;
+use support::process::ProxyProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::Channel;
 
 const REPLIES: u32 = 2048;
 const REPLY_SIZE: u32 = 64 * 1024;
 const STREAM_BYTES: u64 = REPLIES as u64 * REPLY_SIZE as u64;
 const MIB: u64 = 1024 * 1024;
-
-/// `podlb proxy` in a child process, listening on a free port of 127.0.0.1;
-/// killed when dropped. A process of its own, so its memory can be read.
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ProxyProcess {
-    /// Starts `podlb proxy --listen ADDR static:///BACKEND` and waits until
-    /// a call through it succeeds.
-    async fn start_serving(backend: SocketAddr) -> ProxyProcess {
-        // The port was free a moment ago, but another test may take it before
-        // the proxy binds it: then the proxy exits, and another port is tried.
-        for _ in 0..5 {
-            let addr = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_podlb"))
-                .args(["proxy", "--listen", &addr.to_string()])
-                .arg(format!("static:///{backend}"))
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start podlb proxy");
-            let mut proxy = ProxyProcess { child, addr };
-            if proxy.wait_serving().await {
-                return proxy;
-            }
-        }
-        panic!("podlb proxy exited before serving, five times; see its stderr");
-    }
-
-    /// Waits until the proxy accepts connections and has a ready endpoint:
-    /// a call through it succeeds. `false` if the process exits first.
-    async fn wait_serving(&mut self) -> bool {
-        let uri = format!("http://{}", self.addr);
-        let channel = loop {
-            if !self.is_running() {
-                return false;
-            }
-            if let Ok(channel) = Channel::from_shared(uri.clone()).unwrap().connect().await {
-                break channel;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        let mut client = TestServiceClient::new(channel);
-        // UNAVAILABLE until the proxy has connected to its backend.
-        while client.unary(EchoRequest::default()).await.is_err() {
-            if !self.is_running() {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        true
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// The process's resident memory, from `/proc/PID/status`.
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS in /proc/{}/status", self.child.id()));
-        kib * 1024
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A stand-in for the network between proxy and backend: a TCP relay that
 /// forwards bytes unchanged both ways and counts those the backend sends.
@@ -239,7 +158,7 @@ async fn open_stream(addr: SocketAddr) -> RecvStream {
 async fn a_slow_reader_holds_back_a_fast_streaming_backend_without_proxy_buffering() {
     let backend = TestBackend::start("b1").await;
     let (relay, from_backend) = counting_relay(backend.addr()).await;
-    let proxy = ProxyProcess::start_serving(relay).await;
+    let proxy = ProxyProcess::start_serving(relay, &[]).await.0;
     let finished_before = backend.calls_finished();
     let relayed_before = from_backend.load(Ordering::Relaxed);
 

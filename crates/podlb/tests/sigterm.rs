@@ -11,116 +11,20 @@
 // Test code: a failed unwrap is a failed test, in helpers as in tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
-use podlb_testkit::{EchoReply, EchoRequest, TestBackend, TestServiceClient};
+use podlb_testkit::{EchoReply, EchoRequest, TestBackend};
 use prost::Message;
-use tonic::transport::Channel;
+use std::process::{Command, Stdio};
 
-/// `podlb proxy` in a child process, listening on a free port of 127.0.0.1;
-/// killed when dropped.
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ProxyProcess {
-    /// Starts `podlb proxy --listen ADDR static:///BACKEND EXTRA_ARGS...` on a
-    /// port that was free a moment ago.
-    fn spawn(backend: SocketAddr, extra_args: &[&str]) -> ProxyProcess {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_podlb"))
-            .args(["proxy", "--listen", &addr.to_string()])
-            .arg(format!("static:///{backend}"))
-            .args(extra_args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start podlb proxy");
-        ProxyProcess { child, addr }
-    }
-
-    /// Starts the proxy as [`ProxyProcess::spawn`] does and waits until a
-    /// call through it succeeds; returns the client that made it.
-    async fn start_serving(
-        backend: SocketAddr,
-        extra_args: &[&str],
-    ) -> (ProxyProcess, TestServiceClient<Channel>) {
-        // Another test may take the port before the proxy binds it: then the
-        // proxy exits, and another port is tried.
-        for _ in 0..5 {
-            let mut proxy = ProxyProcess::spawn(backend, extra_args);
-            if let Some(client) = proxy.wait_serving().await {
-                return (proxy, client);
-            }
-        }
-        panic!("podlb proxy exited before serving, five times; see its stderr");
-    }
-
-    /// Waits until the proxy accepts connections and has a ready endpoint:
-    /// a call through it succeeds. `None` if the process exits first.
-    async fn wait_serving(&mut self) -> Option<TestServiceClient<Channel>> {
-        let uri = format!("http://{}", self.addr);
-        let channel = loop {
-            if !self.is_running() {
-                return None;
-            }
-            if let Ok(channel) = Channel::from_shared(uri.clone()).unwrap().connect().await {
-                break channel;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        let mut client = TestServiceClient::new(channel);
-        // UNAVAILABLE until the proxy has connected to its backend.
-        while client.unary(EchoRequest::default()).await.is_err() {
-            if !self.is_running() {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Some(client)
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Sends SIGTERM, as the kubelet does to stop a pod.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM: {status}");
-    }
-
-    /// Waits for the process to exit, however long it takes.
-    async fn wait_exit(&mut self) -> ExitStatus {
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::process::ProxyProcess;
 
 /// A bidi call open on a raw HTTP/2 connection of its own (to see the
 /// GOAWAY and how a new call on that connection is refused), with one echo
@@ -147,7 +51,9 @@ impl OpenBidi {
                 payload: b"before".to_vec(),
                 ..Default::default()
             };
-            to_proxy.send_data(grpc_frame(&before), false).unwrap();
+            to_proxy
+                .send_data(support::grpc_frame(&before), false)
+                .unwrap();
             let response = response.await.unwrap();
             assert_eq!(response.status(), 200);
             if let Some(status) = response.headers().get("grpc-status") {
@@ -172,15 +78,6 @@ fn bidi_request(addr: SocketAddr) -> http::Request<()> {
         .header("te", "trailers")
         .body(())
         .unwrap()
-}
-
-/// One length-prefixed gRPC message.
-fn grpc_frame(message: &EchoRequest) -> Bytes {
-    let body = message.encode_to_vec();
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    frame.into()
 }
 
 /// Reads one whole gRPC message from `body`.
@@ -270,7 +167,9 @@ async fn sigterm_lets_calls_in_flight_finish_refuses_new_ones_and_exits_zero() {
         payload: b"after".to_vec(),
         ..Default::default()
     };
-    open.to_proxy.send_data(grpc_frame(&after), true).unwrap();
+    open.to_proxy
+        .send_data(support::grpc_frame(&after), true)
+        .unwrap();
     assert_eq!(read_reply(&mut open.from_proxy).await.payload, b"after");
     assert!(open.from_proxy.data().await.is_none());
     let trailers = open.from_proxy.trailers().await.unwrap().expect("trailers");
@@ -329,7 +228,7 @@ async fn sigterm_as_soon_as_the_port_accepts_connections_still_exits_zero() {
         // A shell waiting to send the signal: its built-in `kill` runs as
         // soon as it reads a line, with no process to start first.
         let mut kill = Command::new("sh")
-            .args(["-c", &format!("read go && kill -TERM {}", proxy.child.id())])
+            .args(["-c", &format!("read go && kill -TERM {}", proxy.pid())])
             .stdin(Stdio::piped())
             .spawn()
             .expect("start sh");

@@ -3,6 +3,8 @@
 //! for its view of them (never a fixed sleep).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
