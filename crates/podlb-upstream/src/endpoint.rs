@@ -379,6 +379,9 @@ pub struct CallLease {
     endpoint: Arc<EndpointConnection>,
     conn: Arc<H2Connection>,
     started: Instant,
+    /// The stream was opened after the backend began a graceful GOAWAY
+    /// (the lease was taken just before it arrived).
+    opened_after_goaway: bool,
 }
 
 /// The epoch of the latency estimates.
@@ -395,6 +398,7 @@ impl CallLease {
             endpoint,
             conn,
             started: Instant::now(),
+            opened_after_goaway: false,
         }
     }
 
@@ -416,6 +420,7 @@ impl CallLease {
                     stream.send_reset(Reason::REFUSED_STREAM);
                     return Err(self.unprocessed("the backend said GOAWAY"));
                 }
+                self.opened_after_goaway = self.conn.goaway.received();
                 Ok((response, stream))
             }
             Err(err) => {
@@ -426,11 +431,18 @@ impl CallLease {
         }
     }
 
-    /// Whether a stream that failed with `err` was provably never processed
-    /// by the backend (REFUSED_STREAM, or above a GOAWAY's last-stream-id),
-    /// so the call may be sent again elsewhere.
+    /// Whether a stream that failed with `err` before any response was
+    /// never processed by the backend, so the call may be sent again
+    /// elsewhere: REFUSED_STREAM; a stream id above a GOAWAY's
+    /// last-stream-id; or a stream opened after a graceful GOAWAY began
+    /// whose connection then broke. A draining backend answers every stream
+    /// it admitted before it closes, so such a stream was left out; and the
+    /// final GOAWAY that says so can be lost when the close resets the
+    /// connection under h2's pending writes.
     pub fn is_unprocessed(&self, err: &h2::Error, stream_id: h2::StreamId) -> bool {
-        err.reason() == Some(Reason::REFUSED_STREAM) || self.conn.goaway.refused(stream_id.as_u32())
+        err.reason() == Some(Reason::REFUSED_STREAM)
+            || self.conn.goaway.refused(stream_id.as_u32())
+            || (self.opened_after_goaway && (err.is_io() || err.is_go_away()))
     }
 
     /// Records the time to the backend's response headers in the latency

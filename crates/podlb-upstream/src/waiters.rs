@@ -48,17 +48,21 @@ impl Waiters {
             if let Some(value) = attempt() {
                 return Some(value);
             }
-            match give_up {
-                Some(at) => {
-                    if tokio::time::timeout_at(at, changed).await.is_err() {
-                        return attempt();
-                    }
-                }
-                None => changed.await,
+            // Re-check now and then even without a wake-up: a missed one
+            // must not strand a call.
+            let recheck = Instant::now() + RECHECK;
+            let until = give_up.map_or(recheck, |at| at.min(recheck));
+            if tokio::time::timeout_at(until, changed).await.is_err()
+                && give_up.is_some_and(|at| Instant::now() >= at)
+            {
+                return attempt();
             }
         }
     }
 }
+
+/// The longest a waiting call goes without looking again.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// Counts one waiter for as long as it lives.
 struct Registered<'a>(&'a AtomicUsize);

@@ -40,7 +40,14 @@ impl TestProxy {
     }
 
     /// Starts a proxy with `config`, without waiting for its endpoints.
+    /// `PODLB_TEST_LOG` (a `RUST_LOG`-style filter) turns on the proxy's logs.
     pub async fn start_config(config: ProxyConfig) -> TestProxy {
+        if let Ok(filter) = std::env::var("PODLB_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let proxy = Proxy::bind(config).await.expect("bind the proxy");
         let addr = proxy.local_addrs()[0].1;
         let handle = proxy.handle();
