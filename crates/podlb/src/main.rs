@@ -3,6 +3,11 @@
 
 mod cmd;
 
+/// mimalloc: the proxy allocates and frees small blocks on every call
+/// (h2 frames and stream state, task cells); measured in BENCHMARKING.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
