@@ -8,6 +8,14 @@ use std::time::Duration;
 use podlb_testkit::{EchoRequest, TestServiceClient};
 use tonic::transport::Channel;
 
+/// An address on 127.0.0.1 whose port was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// `podlb proxy` in a child process, listening on a free port of 127.0.0.1;
 /// killed when dropped.
 pub struct ProxyProcess {
@@ -19,14 +27,21 @@ impl ProxyProcess {
     /// Starts `podlb proxy --listen ADDR static:///BACKEND EXTRA_ARGS...` on a
     /// port that was free a moment ago.
     pub fn spawn(backend: SocketAddr, extra_args: &[&str]) -> ProxyProcess {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = free_port();
+        let mut args = vec![
+            "proxy".to_string(),
+            "--listen".to_string(),
+            addr.to_string(),
+            format!("static:///{backend}"),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        Self::spawn_args(addr, &args)
+    }
+
+    /// Starts `podlb ARGS...`, a proxy that will listen on `addr`.
+    pub fn spawn_args(addr: SocketAddr, args: &[String]) -> ProxyProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_podlb"))
-            .args(["proxy", "--listen", &addr.to_string()])
-            .arg(format!("static:///{backend}"))
-            .args(extra_args)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
