@@ -60,3 +60,66 @@ async fn proxy_answers_deadline_exceeded_itself() {
     assert!(message.contains("deadline"), "{message}");
     backend.wait_for_cancelled(1).await;
 }
+
+/// The backend gets the client's `grpc-timeout` lowered by the time the call
+/// spent in the proxy (never raised), and the client's `:authority` and
+/// metadata unchanged, while hop-by-hop headers are dropped.
+#[tokio::test]
+async fn grpc_timeout_is_lowered_and_authority_kept_on_the_way_to_the_backend() {
+    // A raw h2 backend that reports the headers of the first call it gets.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut seen_tx = Some(seen_tx);
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            while let Some(Ok((request, mut respond))) = conn.accept().await {
+                if let Some(tx) = seen_tx.take() {
+                    let _ = tx.send(request.into_parts().0);
+                }
+                let response = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", "0")
+                    .body(())
+                    .unwrap();
+                let _ = respond.send_response(response, true);
+            }
+        }
+    });
+    let proxy = TestProxy::start(&[backend], PolicyKind::default()).await;
+    let mut h2 = support::raw_h2(proxy.addr).await;
+    let mut request = support::grpc_request(
+        proxy.addr,
+        "/podlb.test.v1.TestService/Unary",
+        &[("grpc-timeout", "5S"), ("x-meta", "kept")],
+    );
+    *request.uri_mut() = "http://greeter.example:50051/podlb.test.v1.TestService/Unary"
+        .parse()
+        .unwrap();
+    let (response, mut body) = h2.send_request(request, false).unwrap();
+    body.send_data(support::grpc_frame(&EchoRequest::default()), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().headers()["grpc-status"], "0");
+
+    let seen = seen_rx.await.unwrap();
+    assert_eq!(
+        seen.uri.authority().unwrap().as_str(),
+        "greeter.example:50051"
+    );
+    assert_eq!(seen.headers["x-meta"], "kept");
+    assert_eq!(seen.headers["te"], "trailers");
+    let timeout = seen.headers["grpc-timeout"].to_str().unwrap();
+    let (digits, unit) = timeout.split_at(timeout.len() - 1);
+    let nanos_per_unit: u128 = match unit {
+        "n" => 1,
+        "u" => 1_000,
+        "m" => 1_000_000,
+        "S" => 1_000_000_000,
+        other => panic!("unexpected unit {other} in {timeout}"),
+    };
+    let forwarded = digits.parse::<u128>().unwrap() * nanos_per_unit;
+    assert!(forwarded < 5_000_000_000, "not lowered: {timeout}");
+    assert!(forwarded > 0, "{timeout}");
+}
