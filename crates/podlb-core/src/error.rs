@@ -5,7 +5,7 @@
 pub enum Error {
     /// The target has no `scheme://` prefix at all.
     #[error(
-        "target {target:?} has no scheme: write it as static:///HOST:PORT[,HOST:PORT...] (dns:/// and kubernetes:/// come later)"
+        "target {target:?} has no scheme: write it as static:///IP:PORT[,IP:PORT...] (dns:/// and kubernetes:/// come later)"
     )]
     MissingScheme {
         /// The target as written.
@@ -23,7 +23,7 @@ pub enum Error {
     },
     /// The scheme is known but this build of podlb does not implement it yet.
     #[error(
-        "target {target:?}: the {scheme}:/// scheme is not built yet; use static:///HOST:PORT,HOST:PORT for now"
+        "target {target:?}: the {scheme}:/// scheme is not built yet; use static:///IP:PORT,IP:PORT for now"
     )]
     SchemeNotBuilt {
         /// The target as written.
@@ -32,14 +32,14 @@ pub enum Error {
         scheme: String,
     },
     /// A `static:///` target lists no address.
-    #[error("target {target:?} lists no endpoint: write static:///HOST:PORT[,HOST:PORT...]")]
+    #[error("target {target:?} lists no endpoint: write static:///IP:PORT[,IP:PORT...]")]
     EmptyTarget {
         /// The target as written.
         target: String,
     },
     /// A `static:///` target names an authority, which static targets do not take.
     #[error(
-        "target {target:?}: static targets take no authority; write static:///HOST:PORT (three slashes)"
+        "target {target:?}: static targets take no authority; write static:///IP:PORT (three slashes)"
     )]
     UnexpectedAuthority {
         /// The target as written.
