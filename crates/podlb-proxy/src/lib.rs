@@ -185,7 +185,7 @@ impl Proxy {
         let http1_client = http1::client();
         let mut accept_loops = Vec::new();
         for (listener, shared) in self.listeners {
-            tracing::info!(listener = %shared.name, address = ?listener.local_addr().ok(), "listening");
+            tracing::debug!(listener = %shared.name, address = ?listener.local_addr().ok(), "listening");
             accept_loops.push(tokio::spawn(listener::accept_loop(
                 listener,
                 shared,
@@ -195,7 +195,7 @@ impl Proxy {
             )));
         }
         shutdown.await;
-        tracing::info!(grace_period = ?self.grace_period, "shutting down: no new connections, GOAWAY sent, waiting for calls in flight");
+        tracing::debug!(grace_period = ?self.grace_period, "shutting down: no new connections, GOAWAY sent, waiting for calls in flight");
         stop.cancel();
         for accept in accept_loops {
             let _ = accept.await;

@@ -91,7 +91,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     for id in 1..workers {
         threads.push(spawn_worker(id, config.clone(), stop_rx.clone(), None)?);
     }
+    for (name, addr) in &bound {
+        tracing::info!(listener = %name, address = %addr, workers, "listening");
+    }
     signal_rt.block_on(signal.recv());
+    tracing::info!(
+        grace_period = ?config.grace_period,
+        "shutting down: no new connections, GOAWAY to clients, waiting for calls in flight"
+    );
     let _ = stop_tx.send(true);
     join(threads)
 }
