@@ -60,7 +60,7 @@ pub(crate) async fn call(
         .headers
         .get(&GRPC_TIMEOUT)
         .and_then(deadline::parse)
-        .map(|timeout| Instant::now() + timeout);
+        .and_then(|timeout| Instant::now().checked_add(timeout));
     let sleep = deadline.map(tokio::time::sleep_until);
     tokio::pin!(sleep);
     let request_pipe = Pipe::new(body, upstream.max_message_bytes, true);
