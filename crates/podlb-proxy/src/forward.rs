@@ -229,7 +229,8 @@ impl Call<'_> {
     }
 
     /// The request for the backend: the client's, with `grpc-timeout`
-    /// lowered by the time already spent.
+    /// lowered by the time already spent. A copy (h2 takes the request by
+    /// value), since a call the backend never processed is sent again.
     fn upstream_request(&self) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = self.parts.method.clone();
