@@ -1,7 +1,5 @@
 //! The one error type of `podlb-upstream`.
 
-use podlb_core::EndpointAddr;
-
 /// Why a call could not be given an endpoint connection.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -35,13 +33,5 @@ pub enum Error {
         upstream: String,
         /// Its target URI.
         target: String,
-    },
-    /// Connecting to an endpoint failed.
-    #[error("endpoint {addr}: {reason}")]
-    Connect {
-        /// The endpoint.
-        addr: EndpointAddr,
-        /// What went wrong.
-        reason: String,
     },
 }
