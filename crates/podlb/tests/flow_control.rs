@@ -125,24 +125,14 @@ async fn open_stream(addr: SocketAddr) -> RecvStream {
             .await
             .unwrap();
         tokio::spawn(conn);
-        let request = http::Request::post(format!(
-            "http://{addr}/podlb.test.v1.TestService/ServerStream"
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+        let request = support::grpc_request(addr, "/podlb.test.v1.TestService/ServerStream", &[]);
         let (response, mut send) = h2.send_request(request, false).unwrap();
         let ask = EchoRequest {
             reply_count: REPLIES,
             reply_size: REPLY_SIZE,
             ..Default::default()
-        }
-        .encode_to_vec();
-        let mut frame = vec![0];
-        frame.extend_from_slice(&(ask.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&ask);
-        send.send_data(frame.into(), true).unwrap();
+        };
+        send.send_data(support::grpc_frame(&ask), true).unwrap();
         let response = response.await.unwrap();
         assert_eq!(response.status(), 200);
         if let Some(status) = response.headers().get("grpc-status") {
