@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: prepares the Python grpcio interop peers, then runs every
-# Rust test. Works on a fresh machine with rust, python3 (>= 3.11) and pip.
+# The test command: prepares the Python grpcio interop peers and a Kubernetes
+# test cluster, then runs every Rust test. Works on a fresh machine with rust,
+# python3 (>= 3.11) and pip; the cluster also needs apt (Debian 12) as root or
+# through sudo, and is required when CI=true.
 #
 #   bash scripts/test.sh
 set -euo pipefail
@@ -29,5 +31,45 @@ mkdir -p tests/python/gen
 
 export PODLB_PYTHON="$REPO/.venv/bin/python"
 export PODLB_PY_TESTS="$REPO/tests/python"
+
+# A real Kubernetes control plane (etcd + kube-apiserver 1.20 + the endpoint
+# controllers) shared by the discovery tests; see scripts/kube-test-cluster.sh.
+# The first run on a machine builds it (several minutes); later runs reuse it.
+KUBE_SCRIPT="$REPO/scripts/kube-test-cluster.sh"
+KUBE_DIR="$REPO/target/kube-test"
+kube_cluster() {
+    bash "$KUBE_SCRIPT" install || return 1
+    # A previous run killed before its trap ran may have left one behind.
+    bash "$KUBE_SCRIPT" stop "$KUBE_DIR"
+    rm -rf "$KUBE_DIR"
+    trap 'bash "$KUBE_SCRIPT" stop "$KUBE_DIR"' EXIT
+    # Free ports, so two runs on one machine (or a cluster left by hand on
+    # the defaults) do not collide. --owner-pid: stopped even if this script
+    # is killed (no trap then).
+    local ports
+    ports=($(python3 -c 'import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))'))
+    bash "$KUBE_SCRIPT" start "$KUBE_DIR" --controllers --owner-pid $$ \
+        --apiserver-port "${ports[0]}" --etcd-port "${ports[1]}" --etcd-peer-port "${ports[2]}"
+}
+if kube_cluster; then
+    export PODLB_KUBE_DIR="$KUBE_DIR"
+    export PODLB_KUBE_SCRIPT="$KUBE_SCRIPT"
+elif [ "${CI:-}" = true ]; then
+    echo "ERROR: could not set up the Kubernetes test cluster (required when CI=true)" >&2
+    exit 1
+else
+    cat >&2 <<'EOF'
+
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!!  WARNING: no Kubernetes test cluster (see the errors above).
+!!  The tests that need a real API server will be SKIPPED.
+!!  Fix it with: bash scripts/kube-test-cluster.sh install
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+
+EOF
+fi
 
 cargo test --workspace --all-targets

@@ -15,6 +15,11 @@
 //! - [`python`]: the grpcio server and client of `tests/python`, the
 //!   interop peers, run as child processes.
 //! - [`connect`]: a tonic client of the test service.
+//! - [`fake_kube_api`]: a fake Kubernetes API server (list/watch of
+//!   `discovery.k8s.io` EndpointSlices over plain HTTP) for discovery tests.
+//! - [`dns_server`]: a real DNS server (dnsmasq) answering for
+//!   `podlb.test` from records a test sets, removes or stops answering.
+//! - [`kube`]: a real Kubernetes API server, run by `scripts/kube-test-cluster.sh`.
 //!
 //! Every peer behaves the same way, so a scenario passes against any of
 //! them, directly or through the proxy:
@@ -37,8 +42,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backend;
+pub mod dns_server;
 mod echo;
+pub mod fake_kube_api;
 mod killable;
+pub mod kube;
 pub mod python;
 mod service;
 mod stats;
