@@ -167,6 +167,16 @@ pub enum Error {
         /// The cap, as a duration.
         max: String,
     },
+    /// The DNS floor is above the DNS ceiling.
+    #[error("{at}: dns.min_interval ({min}) is longer than dns.max_interval ({max})")]
+    DnsIntervalOrder {
+        /// The `dns` value given last of the two.
+        at: At,
+        /// The floor, as a duration.
+        min: String,
+        /// The ceiling, as a duration.
+        max: String,
+    },
     /// An HTTP/2 window size is outside what HTTP/2 allows.
     #[error("{at}: {value} bytes is outside the HTTP/2 window range 65535..=2147483647")]
     Window {

@@ -84,8 +84,8 @@ pub struct Upstream {
     /// upstreams.
     pub name: Spanned<String>,
     /// Where the endpoints come from, a target URI:
-    /// `static:///IP:PORT,IP:PORT,...` (`dns:///` and `kubernetes:///` are
-    /// planned). Required.
+    /// `static:///IP:PORT,IP:PORT,...`, `dns:///NAME:PORT` or
+    /// `kubernetes:///SERVICE.NAMESPACE:PORT`. Required.
     pub target: Spanned<String>,
     /// How the endpoint of each call is picked: `round_robin`, `random`,
     /// `least_request` (the less loaded of two random endpoints) or
@@ -98,6 +98,9 @@ pub struct Upstream {
     /// How long to wait before reconnecting to an endpoint that failed.
     #[serde(default)]
     pub backoff: Backoff,
+    /// When a `dns:///` target is looked up again.
+    #[serde(default)]
+    pub dns: Dns,
     /// Settings of the `peak_ewma` policy.
     #[serde(default)]
     pub peak_ewma: PeakEwma,
@@ -107,6 +110,19 @@ pub struct Upstream {
     /// The largest gRPC message accepted in either direction, in bytes;
     /// larger ones end the call with RESOURCE_EXHAUSTED. Default: no limit.
     pub max_message_bytes: Option<u64>,
+}
+
+/// DNS lookup intervals: `upstreams[i].dns`. A name is looked up again
+/// when its records' TTL runs out, clamped to `[min_interval, max_interval]`,
+/// and at once (no sooner than `min_interval`) when an endpoint refuses a
+/// connection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// The TTL's floor and the least time between lookups. Default `2s`.
+    pub min_interval: Option<Spanned<String>>,
+    /// The TTL's ceiling. Default `30s`.
+    pub max_interval: Option<Spanned<String>>,
 }
 
 /// Reconnect delays: `upstreams[i].backoff`.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use podlb_balance::PolicyKind;
 use podlb_core::{ListenAddr, Target};
 use podlb_proxy::{
-    DEFAULT_GRACE_PERIOD, ListenerConfig, ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
+    DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ProxyConfig, RouteConfig,
+    RouteMatch, UpstreamConfig,
 };
 use podlb_upstream::ConnectionSettings;
 use serde_saphyr::Spanned;
@@ -210,10 +211,13 @@ impl Cx<'_> {
             None => PolicyKind::default(),
         };
         let connection = self.connection(upstream, field)?;
+        let mut discovery = DiscoveryOptions::default();
+        discovery.dns = self.dns(&upstream.dns, field)?;
         Ok(UpstreamConfig {
             name: upstream.name.value.clone(),
             target,
             policy,
+            discovery,
             connection,
             max_message_bytes: upstream.max_message_bytes,
         })
@@ -278,6 +282,33 @@ impl Cx<'_> {
             }
         }
         Ok(settings)
+    }
+
+    fn dns(&self, dns: &schema::Dns, field: &str) -> Result<DnsOptions, Error> {
+        let default = DnsOptions::default();
+        let duration = |value: &Option<Spanned<String>>, key: &str, default| match value {
+            Some(value) => self.positive_duration(value, &format!("{field}.dns.{key}")),
+            None => Ok(default),
+        };
+        let options = DnsOptions {
+            min_interval: duration(&dns.min_interval, "min_interval", default.min_interval)?,
+            max_interval: duration(&dns.max_interval, "max_interval", default.max_interval)?,
+        };
+        if options.min_interval > options.max_interval {
+            let written = dns
+                .min_interval
+                .as_ref()
+                .map(|v| (v, "min_interval"))
+                .or(dns.max_interval.as_ref().map(|v| (v, "max_interval")));
+            if let Some((value, key)) = written {
+                return Err(Error::DnsIntervalOrder {
+                    at: self.at(value, format!("{field}.dns.{key}")),
+                    min: humantime::format_duration(options.min_interval).to_string(),
+                    max: humantime::format_duration(options.max_interval).to_string(),
+                });
+            }
+        }
+        Ok(options)
     }
 
     fn duration(&self, value: &Spanned<String>, field: &str) -> Result<Duration, Error> {

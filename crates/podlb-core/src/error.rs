@@ -5,7 +5,7 @@
 pub enum Error {
     /// The target has no `scheme://` prefix at all.
     #[error(
-        "target {target:?} has no scheme: write it as static:///IP:PORT[,IP:PORT...] (dns:/// and kubernetes:/// come later)"
+        "target {target:?} has no scheme: write static:///IP:PORT[,IP:PORT...], dns:///HOST:PORT or kubernetes:///SERVICE.NAMESPACE:PORT"
     )]
     MissingScheme {
         /// The target as written.
@@ -23,7 +23,7 @@ pub enum Error {
     },
     /// The scheme is known but this build of podlb does not implement it yet.
     #[error(
-        "target {target:?}: the {scheme}:/// scheme is not built yet; use static:///IP:PORT,IP:PORT for now"
+        "target {target:?}: the {scheme}:/// scheme is not built yet; use static:///, dns:/// or kubernetes:/// for now"
     )]
     SchemeNotBuilt {
         /// The target as written.
@@ -52,5 +52,65 @@ pub enum Error {
     BadAddress {
         /// The address as written.
         addr: String,
+    },
+    /// The target has no `/` after its authority.
+    #[error(
+        "target {target:?} has no path: write scheme://[AUTHORITY]/ENDPOINT, e.g. dns:///greeter:50051 (three slashes)"
+    )]
+    MissingPath {
+        /// The target as written.
+        target: String,
+    },
+    /// A `dns:` or `kubernetes:` target has no `:PORT`.
+    #[error("target {target:?} needs a port: add :PORT, e.g. dns:///greeter:50051")]
+    MissingPort {
+        /// The target as written.
+        target: String,
+    },
+    /// The port is neither a number in 1..=65535 nor a Kubernetes port name.
+    #[error(
+        "target {target:?}: bad port {port:?}; write a number (50051) or, for kubernetes:///, a port name (grpc)"
+    )]
+    BadPort {
+        /// The target as written.
+        target: String,
+        /// The port as written.
+        port: String,
+    },
+    /// A `dns:` target's host is empty or malformed.
+    #[error("target {target:?}: bad host {host:?}; write dns:///NAME:PORT")]
+    BadHost {
+        /// The target as written.
+        target: String,
+        /// The host as written.
+        host: String,
+    },
+    /// The DNS server in `dns://SERVER/` is not an IP address.
+    #[error(
+        "target {target:?}: DNS server {server:?} must be an IP address with an optional port, e.g. dns://10.96.0.10:53/greeter:50051"
+    )]
+    BadDnsServer {
+        /// The target as written.
+        target: String,
+        /// The authority as written.
+        server: String,
+    },
+    /// A Service or namespace name Kubernetes would not accept.
+    #[error(
+        "target {target:?}: {name:?} is not a Kubernetes Service name; write kubernetes:///SERVICE[.NAMESPACE[.svc.cluster.local]]:PORT with lowercase names"
+    )]
+    BadKubernetesName {
+        /// The target as written.
+        target: String,
+        /// The offending name.
+        name: String,
+    },
+    /// `kubernetes://NS/svc.OTHER:port` names two namespaces.
+    #[error(
+        "target {target:?} names two different namespaces; give it once, as kubernetes://NAMESPACE/SERVICE:PORT or kubernetes:///SERVICE.NAMESPACE:PORT"
+    )]
+    ConflictingNamespace {
+        /// The target as written.
+        target: String,
     },
 }

@@ -12,5 +12,5 @@ mod update;
 
 pub use addr::{EndpointAddr, ListenAddr};
 pub use error::Error;
-pub use target::{Target, TargetKind};
-pub use update::{Endpoint, Update};
+pub use target::{DnsTarget, KubernetesTarget, PortRef, Target, TargetKind};
+pub use update::{Endpoint, EndpointState, Topology, Update, routable};

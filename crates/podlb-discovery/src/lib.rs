@@ -1,27 +1,114 @@
-//! Discovery: turns a [`Target`] into a stream of [`Update`]s.
+//! Discovery: turns a [`Target`] into the endpoints it names, and keeps them
+//! current.
 //!
 //! ```text
-//! Target ──► discover() ──► UpdateStream (Reset | Add | Remove ...) ──► endpoint set
+//!  Target ─► source (static_list | dns | kubernetes) ─► UpdateStream (Reset | Add | Remove, or an error)
+//!                                                            │
+//!            Discovery task: folds it into one Resolution ◄──┘
+//!                                                            │ tokio watch: latest wins
+//!            subscribers: each proxy worker's upstream, the client, `podlb resolve`
 //! ```
 //!
-//! This is the one seam every source plugs into: `static:///` here, DNS and
-//! Kubernetes watches in later work. A source owns how it learns endpoints;
-//! it must not touch connections or balancing, which consume the stream.
+//! A source owns how it learns endpoints; it must not touch connections or
+//! balancing, which consume the [`Resolution`]. Sources report every
+//! endpoint with its state, not-ready ones included; the balancer keeps
+//! only the [routable](podlb_core::routable) ones. A source keeps going
+//! through errors (it yields them, keeps the last good set, retries), so a
+//! subscriber always has the best known set and, with it, the last error to
+//! explain an empty one.
 
+mod dns;
+mod error;
+mod hub;
+mod kubernetes;
 mod static_list;
 
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::Stream;
 use podlb_core::{Target, TargetKind, Update};
+use tokio::sync::Notify;
 
-/// The updates of one target, in order. It ends only when the source can
-/// never change again; a static list yields one `Reset` and then stays open.
-pub type UpdateStream = Pin<Box<dyn Stream<Item = Update> + Send + 'static>>;
+pub use error::Error;
+pub use hub::{Discovery, DiscoveryHub, Resolution};
 
-/// Starts discovery for `target`.
-pub fn discover(target: &Target) -> UpdateStream {
+/// The raw updates of one source, in order, with the errors it met along
+/// the way. It ends only when the source can never change again.
+pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<Update, Error>> + Send + 'static>>;
+
+/// How discovery behaves; the same for every source that has a knob.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct DiscoveryOptions {
+    /// For `dns:///` targets.
+    pub dns: DnsOptions,
+    /// For `kubernetes:///` targets.
+    pub kubernetes: KubernetesOptions,
+}
+
+/// How a `kubernetes:///` target reaches the API server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct KubernetesOptions {
+    /// A kubeconfig file to use. `None`: `KUBECONFIG`, then
+    /// `~/.kube/config`, then the pod's service account, as kubectl does.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// When a `dns:///` target is resolved again.
+///
+/// A name is resolved again when its records' TTL runs out, but never
+/// sooner than `min_interval` nor later than `max_interval`; and at once
+/// (at most once per `min_interval`) when one of its endpoints refuses or
+/// fails a connection, since that is the first sign a pod has moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DnsOptions {
+    /// The floor of the TTL, and the least time between two lookups.
+    pub min_interval: Duration,
+    /// The ceiling of the TTL: a name is looked up at least this often.
+    pub max_interval: Duration,
+}
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        DnsOptions {
+            min_interval: Duration::from_secs(2),
+            max_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A request, from the balancer to its source, to look again now: an
+/// endpoint refused or lost its connection. Cheap to clone; sources that
+/// are told of every change (static, Kubernetes) ignore it.
+#[derive(Debug, Clone, Default)]
+pub struct Refresh(Arc<Notify>);
+
+impl Refresh {
+    /// Asks the source to look again soon. Requests made before the source
+    /// gets to them count once.
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits for the next request.
+    pub(crate) async fn requested(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// The raw update stream of `target`'s source. Most callers want
+/// [`Discovery::start`], which folds it into a [`Resolution`] many can
+/// follow.
+pub fn updates(target: &Target, options: &DiscoveryOptions, refresh: Refresh) -> UpdateStream {
     match target.kind() {
         TargetKind::Static(addrs) => static_list::discover(addrs),
+        TargetKind::Dns(dns) => dns::discover(target.clone(), dns.clone(), options.dns, refresh),
+        TargetKind::Kubernetes(kube) => {
+            kubernetes::discover(target.clone(), kube.clone(), options.kubernetes.clone())
+        }
     }
 }

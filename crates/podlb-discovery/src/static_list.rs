@@ -9,7 +9,7 @@ use crate::UpdateStream;
 /// static upstream never loses its endpoints).
 pub(crate) fn discover(addrs: &[EndpointAddr]) -> UpdateStream {
     let set = addrs.iter().copied().map(Endpoint::new).collect();
-    stream::once(async move { Update::Reset(set) })
+    stream::once(async move { Ok(Update::Reset(set)) })
         .chain(stream::pending())
         .boxed()
 }
@@ -24,7 +24,7 @@ mod tests {
         let addrs: Vec<EndpointAddr> = vec!["127.0.0.1:1".parse().unwrap()];
         let mut updates = discover(&addrs);
         let first = updates.next().await.unwrap();
-        assert_eq!(first, Update::Reset(vec![Endpoint::new(addrs[0])]));
+        assert_eq!(first, Ok(Update::Reset(vec![Endpoint::new(addrs[0])])));
         assert!(updates.next().now_or_never().is_none());
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use podlb_balance::PolicyKind;
 use podlb_core::{ListenAddr, Target};
+use podlb_discovery::DiscoveryOptions;
 use podlb_upstream::ConnectionSettings;
 
 /// Everything the proxy runs with.
@@ -62,6 +63,8 @@ pub struct UpstreamConfig {
     pub target: Target,
     /// How the endpoint of each call is picked.
     pub policy: PolicyKind,
+    /// How discovery follows the target (DNS intervals).
+    pub discovery: DiscoveryOptions,
     /// How endpoints are connected to.
     pub connection: ConnectionSettings,
     /// The largest gRPC message accepted in either direction, in bytes;
@@ -89,6 +92,7 @@ impl ProxyConfig {
                 name: "default".into(),
                 target,
                 policy,
+                discovery: DiscoveryOptions::default(),
                 connection: ConnectionSettings::default(),
                 max_message_bytes: None,
             }],

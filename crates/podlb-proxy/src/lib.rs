@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use podlb_discovery::{DiscoveryHub, DiscoveryOptions, DnsOptions, KubernetesOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -112,18 +113,27 @@ impl Proxy {
     /// Binds every listener and starts every upstream's discovery and
     /// connections. Must be called within a tokio runtime.
     pub async fn bind(config: ProxyConfig) -> Result<Proxy, Error> {
-        Self::bind_with(config, false).await
+        Self::bind_with(config, false, &DiscoveryHub::new()).await
     }
 
     /// Like [`Proxy::bind`], with SO_REUSEPORT on the listeners when
     /// `reuse_port` is set, so that several workers (each a proxy on its own
     /// single-threaded runtime) share the same addresses and the kernel
     /// spreads connections across them.
-    pub async fn bind_with(config: ProxyConfig, reuse_port: bool) -> Result<Proxy, Error> {
+    pub async fn bind_with(
+        config: ProxyConfig,
+        reuse_port: bool,
+        discovery: &DiscoveryHub,
+    ) -> Result<Proxy, Error> {
         let upstreams: HashMap<&str, Arc<ProxyUpstream>> = config
             .upstreams
             .iter()
-            .map(|u| (u.name.as_str(), Arc::new(ProxyUpstream::start(u))))
+            .map(|u| {
+                (
+                    u.name.as_str(),
+                    Arc::new(ProxyUpstream::start(u, discovery)),
+                )
+            })
             .collect();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();

@@ -1,6 +1,7 @@
 //! An upstream as the proxy sees it: the balanced endpoint connections of
 //! `podlb-upstream` plus the per-upstream call settings the proxy enforces.
 
+use podlb_discovery::DiscoveryHub;
 use podlb_upstream::Upstream;
 
 use crate::config::UpstreamConfig;
@@ -15,11 +16,11 @@ pub(crate) struct ProxyUpstream {
 
 impl ProxyUpstream {
     /// Starts discovery and connections for `config`.
-    pub(crate) fn start(config: &UpstreamConfig) -> Self {
+    pub(crate) fn start(config: &UpstreamConfig, hub: &DiscoveryHub) -> Self {
         ProxyUpstream {
             upstream: Upstream::start(
                 &config.name,
-                config.target.clone(),
+                hub.discover(&config.target, &config.discovery),
                 config.policy,
                 config.connection.clone(),
             ),

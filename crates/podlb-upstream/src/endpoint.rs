@@ -27,6 +27,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, SendStream};
 use podlb_balance::{Keyed, Load, LoadTracker};
 use podlb_core::EndpointAddr;
+use podlb_discovery::Refresh;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -115,6 +116,7 @@ impl EndpointConnection {
         addr: EndpointAddr,
         settings: ConnectionSettings,
         waiters: Arc<Waiters>,
+        refresh: Refresh,
     ) -> Arc<EndpointConnection> {
         let endpoint = Arc::new(EndpointConnection {
             upstream,
@@ -128,7 +130,7 @@ impl EndpointConnection {
             settled: AtomicBool::new(false),
             waiters,
         });
-        tokio::spawn(drive(endpoint.clone(), settings));
+        tokio::spawn(drive(endpoint.clone(), settings, refresh));
         endpoint
     }
 
@@ -250,7 +252,7 @@ pub enum Lease {
 }
 
 /// The endpoint's driver: keeps it connected until it is removed.
-async fn drive(endpoint: Arc<EndpointConnection>, settings: ConnectionSettings) {
+async fn drive(endpoint: Arc<EndpointConnection>, settings: ConnectionSettings, refresh: Refresh) {
     let mut backoff = Backoff::new(settings.backoff_initial, settings.backoff_max);
     while !endpoint.removed.load(Ordering::Acquire) {
         let usable = endpoint.prune();
@@ -274,6 +276,9 @@ async fn drive(endpoint: Arc<EndpointConnection>, settings: ConnectionSettings) 
                 tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connected");
             }
             Err(reason) => {
+                // A refused or failed connect is the first sign that a pod
+                // moved: DNS discovery looks again now, not at its next tick.
+                refresh.request();
                 let delay = backoff.next_delay();
                 tracing::warn!(
                     upstream = %endpoint.upstream, endpoint = %endpoint.addr,

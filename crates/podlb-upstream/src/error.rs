@@ -27,11 +27,20 @@ pub enum Error {
         target: String,
     },
     /// Discovery has found no endpoint at all.
-    #[error("upstream {upstream:?} ({target}): discovery found no endpoint")]
+    #[error("upstream {upstream:?} ({target}): {}", no_endpoint_reason(.discovery_error))]
     NoEndpoint {
         /// The upstream's name.
         upstream: String,
         /// Its target URI.
         target: String,
+        /// Discovery's latest error, which may be why.
+        discovery_error: Option<String>,
     },
+}
+
+fn no_endpoint_reason(discovery_error: &Option<String>) -> String {
+    match discovery_error {
+        Some(err) => format!("no endpoint is known, and discovery failed: {err}"),
+        None => "discovery found no ready endpoint".into(),
+    }
 }

@@ -2,8 +2,8 @@
 //! endpoint connection per call.
 //!
 //! ```text
-//!  discover(target) ─► task: EndpointSet::apply ─► new endpoints spawn their driver,
-//!                                                  removed ones drain
+//!  Discovery (Resolution) ─► task: routable() ─► EndpointSet::apply ─► new endpoints
+//!                                                 spawn their driver, removed ones drain
 //!  call ─► Upstream::lease ─► snapshot ─► Policy::pick ─► EndpointConnection::lease
 //!              │ none ready while starting, or every stream taken
 //!              ▼
@@ -11,12 +11,11 @@
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use podlb_balance::{EndpointSet, Load, Policy, PolicyKind};
-use podlb_core::{EndpointAddr, Target};
+use podlb_balance::{EndpointSet, Keyed, Load, Policy, PolicyKind};
+use podlb_core::{EndpointAddr, Target, Update};
+use podlb_discovery::{Discovery, Resolution};
 use tokio::task::JoinHandle;
 
 use crate::endpoint::Lease;
@@ -32,9 +31,8 @@ pub struct Upstream {
     target: Target,
     endpoints: Arc<Endpoints>,
     policy: Box<dyn Policy<Arc<EndpointConnection>>>,
-    discovery: JoinHandle<()>,
-    /// Discovery has delivered its first update.
-    resolved: Arc<AtomicBool>,
+    follower: JoinHandle<()>,
+    discovery: Discovery,
     waiters: Arc<Waiters>,
     connect_timeout: Duration,
 }
@@ -44,34 +42,32 @@ pub struct Upstream {
 const PICK_ATTEMPTS: usize = 2;
 
 impl Upstream {
-    /// Starts discovery for `target`; endpoints connect as they appear.
-    /// Must be called within a tokio runtime.
+    /// Follows `discovery`; endpoints connect as they appear. Must be
+    /// called within a tokio runtime.
     pub fn start(
         name: &str,
-        target: Target,
+        discovery: Discovery,
         policy: PolicyKind,
         settings: ConnectionSettings,
     ) -> Upstream {
         let name: Arc<str> = Arc::from(name);
         let endpoints = Arc::new(Endpoints::new());
-        let resolved = Arc::new(AtomicBool::new(false));
         let waiters = Arc::new(Waiters::default());
         let connect_timeout = settings.connect_timeout;
-        let discovery = tokio::spawn(follow_discovery(
+        let follower = tokio::spawn(follow_discovery(
             name.clone(),
-            podlb_discovery::discover(&target),
+            discovery.clone(),
             endpoints.clone(),
             settings,
-            resolved.clone(),
             waiters.clone(),
         ));
         Upstream {
             name,
-            target,
+            target: discovery.target().clone(),
             endpoints,
             policy: policy.build(),
+            follower,
             discovery,
-            resolved,
             waiters,
             connect_timeout,
         }
@@ -97,7 +93,7 @@ impl Upstream {
     /// attempt is under way (a proxy that just started). Once every endpoint
     /// has been tried, calls fail fast.
     pub fn is_starting(&self) -> bool {
-        !self.resolved.load(Ordering::Acquire)
+        !self.discovery.current().resolved
             || self.endpoints.snapshot().iter().any(|e| e.is_starting())
     }
 
@@ -179,7 +175,11 @@ impl Upstream {
     fn no_lease(&self, endpoints: usize, saturated: bool) -> Error {
         let (upstream, target) = (self.name.to_string(), self.target.to_string());
         match (endpoints, saturated) {
-            (0, _) => Error::NoEndpoint { upstream, target },
+            (0, _) => Error::NoEndpoint {
+                upstream,
+                target,
+                discovery_error: self.discovery.current().error.map(|e| e.to_string()),
+            },
             (_, true) => Error::Saturated { upstream, target },
             (endpoints, false) => Error::NoReadyEndpoint {
                 upstream,
@@ -192,31 +192,170 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.discovery.abort();
+        self.follower.abort();
         for endpoint in self.endpoints.snapshot().iter() {
             endpoint.remove();
         }
     }
 }
 
-/// Applies discovery updates to the endpoint set for as long as they come.
+/// Applies each new resolution's routable endpoints to the endpoint set
+/// for as long as discovery runs.
 async fn follow_discovery(
     name: Arc<str>,
-    mut updates: podlb_discovery::UpdateStream,
+    discovery: Discovery,
     endpoints: Arc<Endpoints>,
     settings: ConnectionSettings,
-    resolved: Arc<AtomicBool>,
     waiters: Arc<Waiters>,
 ) {
-    while let Some(update) = updates.next().await {
-        tracing::debug!(upstream = %name, ?update, "discovery update");
-        let removed = endpoints.apply(update, |ep| {
-            EndpointConnection::spawn(name.clone(), ep.addr, settings.clone(), waiters.clone())
+    let mut resolutions = discovery.subscribe();
+    loop {
+        let resolution: Resolution = resolutions.borrow_and_update().clone();
+        let removed = apply_resolution(&endpoints, &resolution, |ep| {
+            EndpointConnection::spawn(
+                name.clone(),
+                ep.addr,
+                settings.clone(),
+                waiters.clone(),
+                discovery.refresh().clone(),
+            )
         });
         for endpoint in removed {
+            tracing::info!(
+                upstream = %name, endpoint = %endpoint.addr(),
+                "endpoint left discovery: no new calls; calls in flight finish"
+            );
             endpoint.remove();
         }
-        resolved.store(true, Ordering::Release);
         waiters.changed();
+        if resolutions.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The seam between discovery and balancing: the routable endpoints of a
+/// resolution become the set calls pick from. Before discovery's first
+/// answer nothing changes. Returns the handles that left, to drain.
+fn apply_resolution<E: Keyed + Clone>(
+    endpoints: &EndpointSet<E>,
+    resolution: &Resolution,
+    make: impl FnMut(&podlb_core::Endpoint) -> E,
+) -> Vec<E> {
+    if !resolution.resolved {
+        return Vec::new();
+    }
+    let routable = podlb_core::routable(&resolution.endpoints);
+    endpoints.apply(Update::Reset(routable), make)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::{StreamExt, stream};
+    use podlb_core::{Endpoint, EndpointState};
+    use podlb_discovery::{Discovery, Error as DiscoveryError, Refresh};
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Handle(EndpointAddr);
+    impl Keyed for Handle {
+        fn addr(&self) -> EndpointAddr {
+            self.0
+        }
+    }
+
+    fn ep(last: u8, state: EndpointState) -> Endpoint {
+        Endpoint::new(format!("10.0.0.{last}:80").parse().unwrap()).with_state(state)
+    }
+
+    fn shown(set: &EndpointSet<Handle>) -> Vec<String> {
+        set.snapshot().iter().map(|h| h.0.to_string()).collect()
+    }
+
+    /// A source that says each of `steps` one second after the last, on
+    /// tokio's paused clock: no sockets, no real time.
+    fn scripted(steps: Vec<Result<Update, DiscoveryError>>) -> Discovery {
+        let updates = stream::iter(steps)
+            .then(|step| async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                step
+            })
+            .chain(stream::pending())
+            .boxed();
+        let target: Target = "static:///10.0.0.1:80".parse().unwrap();
+        Discovery::from_updates(target, updates, Refresh::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_balancer_follows_routable_endpoints_through_a_rollout() {
+        use EndpointState::*;
+        let discovery = scripted(vec![
+            Ok(Update::Reset(vec![
+                ep(1, Ready),
+                ep(2, Ready),
+                ep(3, NotReady),
+            ])),
+            // Pod 1 starts terminating; pod 3 becomes ready.
+            Ok(Update::Reset(vec![
+                ep(1, ServingTerminating),
+                ep(2, Ready),
+                ep(3, Ready),
+            ])),
+            // The API server goes away: the set stays.
+            Err(DiscoveryError::KubeApi {
+                target: "t".into(),
+                reason: "down".into(),
+            }),
+            // Every pod terminating: fall back to those still serving.
+            Ok(Update::Reset(vec![
+                ep(2, ServingTerminating),
+                ep(3, Terminating),
+            ])),
+            // The Service is gone.
+            Ok(Update::Reset(vec![])),
+        ]);
+        let set = EndpointSet::new();
+        let mut resolutions = discovery.subscribe();
+        let mut seen = Vec::new();
+        let mut left = Vec::new();
+        for _ in 0..5 {
+            resolutions.changed().await.unwrap();
+            let res = resolutions.borrow_and_update().clone();
+            let removed = apply_resolution(&set, &res, |e| Handle(e.addr));
+            left.extend(removed.iter().map(|h| h.0.to_string()));
+            seen.push(shown(&set));
+        }
+        assert_eq!(
+            seen,
+            [
+                vec!["10.0.0.1:80", "10.0.0.2:80"],
+                vec!["10.0.0.2:80", "10.0.0.3:80"],
+                vec!["10.0.0.2:80", "10.0.0.3:80"],
+                vec!["10.0.0.2:80"],
+                vec![],
+            ]
+        );
+        assert_eq!(left, ["10.0.0.1:80", "10.0.0.3:80", "10.0.0.2:80"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_changes_before_discovery_answers() {
+        let discovery = scripted(vec![Err(DiscoveryError::KubeApi {
+            target: "t".into(),
+            reason: "refused".into(),
+        })]);
+        let set: EndpointSet<Handle> = EndpointSet::new();
+        set.apply(Update::Reset(vec![ep(9, EndpointState::Ready)]), |e| {
+            Handle(e.addr)
+        });
+        let mut resolutions = discovery.subscribe();
+        resolutions.changed().await.unwrap();
+        let res = resolutions.borrow_and_update().clone();
+        assert!(res.error.is_some());
+        assert!(apply_resolution(&set, &res, |e| Handle(e.addr)).is_empty());
+        assert_eq!(shown(&set), ["10.0.0.9:80"]);
     }
 }

@@ -4,6 +4,7 @@ pub(crate) mod backend;
 pub(crate) mod check;
 pub(crate) mod demo;
 pub(crate) mod proxy;
+pub(crate) mod resolve;
 
 /// A tokio runtime with `workers` threads (0: one per core).
 pub(crate) fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {

@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the L7 proxy: accept gRPC (h2c) and HTTP/1.1, balance each call.
     Proxy(cmd::proxy::Args),
+    /// Show a target's endpoints as podlb sees them (state, zone, source);
+    /// with --watch, every change as it arrives.
+    Resolve(cmd::resolve::Args),
     /// Validate a config file; exit non-zero with file:line:column on error.
     Check(cmd::check::Args),
     /// Run a greeter backend (helloworld.Greeter + grpc.health.v1) for trying podlb.
@@ -44,11 +47,14 @@ fn main() -> ExitCode {
     // only clutter it.
     let default_level = match cli.command {
         Command::Demo(_) => "warn",
+        // resolve prints discovery's errors itself.
+        Command::Resolve(_) => "error",
         _ => "info",
     };
     init_tracing(default_level);
     let result = match cli.command {
         Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Resolve(args) => cmd::resolve::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Backend(args) => cmd::backend::run(args),
         Command::Demo(args) => cmd::demo::run(args),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use podlb_balance::PolicyKind;
 use podlb_core::{ListenAddr, Target};
-use podlb_proxy::{Proxy, ProxyConfig};
+use podlb_proxy::{DiscoveryHub, DnsOptions, Proxy, ProxyConfig};
 use tokio::sync::watch;
 
 /// Arguments of `podlb proxy`.
@@ -21,6 +21,8 @@ use tokio::sync::watch;
 #[command(after_help = "Examples:
   podlb proxy --listen 127.0.0.1:7000 static:///127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053
   podlb proxy --listen 0.0.0.0:7000 --lb round_robin static:///10.0.0.1:50051,10.0.0.2:50051
+  podlb proxy --listen 0.0.0.0:7000 kubernetes:///greeter.default:grpc
+  podlb proxy --listen 0.0.0.0:7000 dns:///greeter.default.svc.cluster.local:50051
   podlb proxy --config podlb.yaml
 
 Policies: least_request (default: the less busy of two random endpoints), round_robin,
@@ -29,8 +31,10 @@ random, peak_ewma (the faster of two random endpoints, by latency x load).
 On SIGTERM or Ctrl-C podlb stops accepting, sends GOAWAY to clients, lets calls in flight
 finish within the grace period, and exits 0.")]
 pub(crate) struct Args {
-    /// Where to send calls: a target URI such as
-    /// static:///10.0.0.1:50051,10.0.0.2:50051 (quick form).
+    /// Where to send calls (quick form): static:///IP:PORT,IP:PORT,
+    /// dns:///HOST:PORT (every A/AAAA record; dns://SERVER/HOST:PORT to ask
+    /// one server) or kubernetes:///SERVICE[.NAMESPACE]:PORT (a watch on the
+    /// Service's EndpointSlices; PORT may be a port name).
     #[arg(required_unless_present = "config", conflicts_with = "config")]
     target: Option<String>,
     /// Address to accept gRPC (h2c) and HTTP/1.1 on (quick form).
@@ -51,6 +55,18 @@ pub(crate) struct Args {
     /// overrides the config's shutdown.grace_period.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     grace_period: Option<Duration>,
+    /// dns:/// targets (quick form): the least time between two lookups, and
+    /// the floor of the records' TTL.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, conflicts_with = "config")]
+    dns_min_interval: Duration,
+    /// dns:/// targets (quick form): the ceiling of the records' TTL; a name
+    /// is looked up at least this often.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, conflicts_with = "config")]
+    dns_max_interval: Duration,
+    /// kubernetes:/// targets: the kubeconfig to use (default: $KUBECONFIG,
+    /// ~/.kube/config, then the pod's service account).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
     /// Worker threads, each a single-threaded proxy sharing the listening
     /// ports (0: one per core).
     #[arg(long, default_value_t = 0)]
@@ -59,6 +75,9 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = proxy_config(&args)?;
+    for upstream in &mut config.upstreams {
+        upstream.discovery.kubernetes.kubeconfig = args.kubeconfig.clone();
+    }
     if let Some(grace) = args.grace_period {
         config.grace_period = grace;
     }
@@ -72,6 +91,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signal = signal_rt
         .block_on(async { super::TerminateSignal::register() })
         .context("installing the SIGTERM handler")?;
+    // Discovery runs once for all workers, on a thread of its own: one
+    // Kubernetes watch and one DNS schedule per target, however many workers.
+    let discovery_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("podlb-discovery")
+        .enable_all()
+        .build()
+        .context("starting the discovery runtime")?;
+    let hub = discovery_rt.block_on(async { DiscoveryHub::new() });
     let (stop_tx, stop_rx) = watch::channel(false);
     // The first worker binds as configured; the others bind where it did,
     // which matters for port 0.
@@ -79,6 +107,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut threads = vec![spawn_worker(
         0,
         config.clone(),
+        &hub,
         stop_rx.clone(),
         Some(bound_tx),
     )?];
@@ -89,7 +118,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         listener.address = ListenAddr::from(*addr);
     }
     for id in 1..workers {
-        threads.push(spawn_worker(id, config.clone(), stop_rx.clone(), None)?);
+        threads.push(spawn_worker(
+            id,
+            config.clone(),
+            &hub,
+            stop_rx.clone(),
+            None,
+        )?);
     }
     for (name, addr) in &bound {
         tracing::info!(listener = %name, address = %addr, workers, "listening");
@@ -108,25 +143,29 @@ type Worker = std::thread::JoinHandle<anyhow::Result<()>>;
 fn spawn_worker(
     id: usize,
     config: ProxyConfig,
+    hub: &DiscoveryHub,
     mut stop: watch::Receiver<bool>,
     bound: Option<mpsc::Sender<Vec<(String, std::net::SocketAddr)>>>,
 ) -> anyhow::Result<Worker> {
     let thread = std::thread::Builder::new()
         .name(format!("podlb-worker-{id}"))
-        .spawn(move || {
-            let rt = super::runtime(1).context("starting a worker runtime")?;
-            rt.block_on(async move {
-                let proxy = Proxy::bind_with(config, true).await?;
-                if let Some(bound) = bound {
-                    let _ = bound.send(proxy.local_addrs().to_vec());
-                }
-                proxy
-                    .run(async move {
-                        let _ = stop.wait_for(|stopped| *stopped).await;
-                    })
-                    .await?;
-                Ok(())
-            })
+        .spawn({
+            let hub = hub.clone();
+            move || {
+                let rt = super::runtime(1).context("starting a worker runtime")?;
+                rt.block_on(async move {
+                    let proxy = Proxy::bind_with(config, true, &hub).await?;
+                    if let Some(bound) = bound {
+                        let _ = bound.send(proxy.local_addrs().to_vec());
+                    }
+                    proxy
+                        .run(async move {
+                            let _ = stop.wait_for(|stopped| *stopped).await;
+                        })
+                        .await?;
+                    Ok(())
+                })
+            }
         })
         .context("starting a worker thread")?;
     Ok(thread)
@@ -159,5 +198,19 @@ fn proxy_config(args: &Args) -> anyhow::Result<ProxyConfig> {
         .parse()
         .with_context(|| format!("--listen {}", args.listen))?;
     let policy: PolicyKind = args.policy.parse().context("--lb")?;
-    Ok(ProxyConfig::single(listen, target, policy))
+    let mut config = ProxyConfig::single(listen, target, policy);
+    if args.dns_min_interval > args.dns_max_interval {
+        anyhow::bail!(
+            "--dns-min-interval ({:?}) is longer than --dns-max-interval ({:?})",
+            args.dns_min_interval,
+            args.dns_max_interval
+        );
+    }
+    for upstream in &mut config.upstreams {
+        upstream.discovery.dns = DnsOptions {
+            min_interval: args.dns_min_interval,
+            max_interval: args.dns_max_interval,
+        };
+    }
+    Ok(config)
 }

@@ -162,3 +162,158 @@ pub fn tally<'a>(
     }
     counts
 }
+
+/// A `discovery.k8s.io/v1beta1` EndpointSlice named `name` in `namespace`
+/// for Service `service` (the `kubernetes.io/service-name` label), IPv4, one
+/// port named `grpc`. Each endpoint is an address and its conditions as a
+/// YAML flow mapping, e.g. `("127.0.0.11", "{ready: true}")`.
+pub fn endpoint_slice_yaml(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    port: u16,
+    endpoints: &[(&str, &str)],
+) -> String {
+    use std::fmt::Write as _;
+    let mut yaml = format!(
+        "apiVersion: discovery.k8s.io/v1beta1\n\
+         kind: EndpointSlice\n\
+         metadata:\n  name: {name}\n  namespace: {namespace}\n  \
+         labels: {{kubernetes.io/service-name: {service}}}\n\
+         addressType: IPv4\n\
+         ports: [{{name: grpc, port: {port}, protocol: TCP}}]\n\
+         endpoints:\n"
+    );
+    if endpoints.is_empty() {
+        yaml.push_str("  []\n");
+    }
+    for (address, conditions) in endpoints {
+        let _ = writeln!(
+            yaml,
+            "- addresses: [\"{address}\"]\n  conditions: {conditions}"
+        );
+    }
+    yaml
+}
+
+/// Waits until discovery's resolution satisfies `pred`, for at most
+/// `timeout`; panics saying what was `expected` and the last resolution
+/// seen. Returns the resolution that satisfied it.
+pub async fn wait_for_resolution(
+    updates: &mut tokio::sync::watch::Receiver<podlb_discovery::Resolution>,
+    timeout: Duration,
+    expected: &str,
+    pred: impl Fn(&podlb_discovery::Resolution) -> bool,
+) -> podlb_discovery::Resolution {
+    let waited = tokio::time::timeout(timeout, async {
+        updates.wait_for(|r| pred(r)).await.map(|res| res.clone())
+    })
+    .await;
+    match waited {
+        Ok(Ok(res)) => res,
+        Ok(Err(_)) => panic!("discovery stopped while waiting for {expected}"),
+        Err(_) => {
+            let last = updates.borrow().clone();
+            let shown: Vec<String> = last
+                .endpoints
+                .iter()
+                .map(|e| format!("{} {}", e.addr, e.state))
+                .collect();
+            panic!(
+                "discovery did not reach {expected} within {timeout:?}; last seen: \
+                 resolved={}, error={:?}, {} endpoints: {shown:?}",
+                last.resolved,
+                last.error.as_ref().map(|e| e.to_string()),
+                shown.len()
+            )
+        }
+    }
+}
+
+/// `count` backends on pod-like addresses 127.0.0.11, .12, ... all on one
+/// port, as the pods of a Deployment are, named `pod-11`, `pod-12`, ...;
+/// returns them and the port.
+pub async fn start_pods(count: u8) -> (Vec<podlb_testkit::TestBackend>, u16) {
+    use tokio::net::TcpListener;
+    'port: for _ in 0..20 {
+        let first = TcpListener::bind("127.0.0.11:0").await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![first];
+        for i in 1..count {
+            match TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, 11 + i), port)).await {
+                Ok(listener) => listeners.push(listener),
+                Err(_) => continue 'port,
+            }
+        }
+        let pods = listeners
+            .into_iter()
+            .map(|listener| {
+                let ip = listener.local_addr().unwrap().ip().to_string();
+                let last = ip.rsplit('.').next().unwrap_or_default().to_string();
+                podlb_testkit::TestBackend::start_on(&format!("pod-{last}"), listener)
+            })
+            .collect();
+        return (pods, port);
+    }
+    panic!(
+        "found no port free on all of 127.0.0.11 to .{} in 20 tries",
+        10 + count
+    );
+}
+
+/// Waits until the proxy's endpoints are exactly `expected`, every one
+/// connected, for at most `timeout`; panics saying what it holds, with
+/// `after` (what changed) for context.
+pub async fn wait_for_proxy_endpoints(
+    proxy: &TestProxy,
+    expected: &[SocketAddr],
+    timeout: Duration,
+    after: &str,
+) {
+    let want: std::collections::BTreeSet<SocketAddr> = expected.iter().copied().collect();
+    let seen = || -> Vec<(SocketAddr, EndpointState)> {
+        proxy
+            .handle
+            .endpoints()
+            .iter()
+            .map(|e| (e.addr.socket_addr(), e.state))
+            .collect()
+    };
+    let settled = tokio::time::timeout(timeout, async {
+        loop {
+            let now = seen();
+            let addrs: std::collections::BTreeSet<SocketAddr> =
+                now.iter().map(|(a, _)| *a).collect();
+            if addrs == want && now.iter().all(|(_, s)| *s == EndpointState::Ready) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if settled.is_err() {
+        panic!(
+            "{after}: the proxy should hold exactly {want:?}, all connected, within \
+             {timeout:?}; it holds {:?}",
+            seen()
+        );
+    }
+}
+
+/// Sends `n` small unary calls one after another, each bounded by a 20 s
+/// deadline; returns the backend that answered each, or the first failure.
+pub async fn call_backends(
+    client: &mut TestServiceClient<Channel>,
+    n: usize,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut request = tonic::Request::new(podlb_testkit::EchoRequest {
+            payload: b"ping".to_vec(),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(20));
+        ids.push(client.unary(request).await?.into_inner().backend);
+    }
+    Ok(ids)
+}

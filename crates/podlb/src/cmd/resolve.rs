@@ -1,0 +1,203 @@
+//! `podlb resolve TARGET [--watch]`: the endpoint set as podlb sees it,
+//! for when calls do not go where they should. It runs the same discovery
+//! as the proxy and prints what it holds; it never connects to endpoints.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use podlb_core::{Endpoint, EndpointAddr, Target};
+use podlb_discovery::{Discovery, DiscoveryOptions, DnsOptions, Resolution};
+
+/// Arguments of `podlb resolve`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  podlb resolve kubernetes:///greeter.default:50051
+  podlb resolve --watch kubernetes:///greeter.default:grpc
+  podlb resolve dns:///greeter.default.svc.cluster.local:50051
+
+STATE is the endpoint's condition: ready, serving-terminating (draining but still
+serving; takes calls only when no endpoint is ready), terminating or not-ready.
+CALLS says whether podlb would send it new calls. Kubernetes credentials come from
+the pod's service account or from KUBECONFIG / ~/.kube/config.
+
+Exit status: 0 when discovery answered, 1 when it failed or did not answer in time.")]
+pub(crate) struct Args {
+    /// The target: static:///..., dns:///HOST:PORT or kubernetes:///SERVICE.NAMESPACE:PORT.
+    target: String,
+    /// Keep running and print each change as it arrives, with a timestamp.
+    #[arg(long)]
+    watch: bool,
+    /// How long to wait for the first answer.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// kubernetes:/// only: the kubeconfig to use (default: $KUBECONFIG,
+    /// ~/.kube/config, then the pod's service account).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// dns:/// only: the least time between two lookups (with --watch).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    dns_min_interval: Duration,
+    /// dns:/// only: the most time between two lookups (with --watch).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    dns_max_interval: Duration,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let target: Target = args.target.parse()?;
+    let mut options = DiscoveryOptions::default();
+    options.dns = DnsOptions {
+        min_interval: args.dns_min_interval,
+        max_interval: args.dns_max_interval.max(args.dns_min_interval),
+    };
+    options.kubernetes.kubeconfig = args.kubeconfig;
+    let rt = super::runtime(1).context("starting the runtime")?;
+    rt.block_on(resolve(target, options, args.watch, args.timeout))
+}
+
+async fn resolve(
+    target: Target,
+    options: DiscoveryOptions,
+    watch: bool,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let discovery = Discovery::start(&target, &options);
+    let mut updates = discovery.subscribe();
+    let waited = tokio::time::timeout(
+        timeout,
+        updates.wait_for(|r| r.resolved || r.error.is_some()),
+    )
+    .await
+    .map(|r| r.map(|res| res.clone()));
+    let Ok(Ok(first)) = waited else {
+        eprintln!("podlb: {target}: no answer from discovery within {timeout:?}");
+        return Ok(ExitCode::FAILURE);
+    };
+    if !first.resolved {
+        if let Some(err) = &first.error {
+            eprintln!("podlb: error: {err}");
+        }
+        if !watch {
+            return Ok(ExitCode::FAILURE);
+        }
+    } else {
+        print!("{}", table(&target, &first));
+    }
+    if !watch {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut shown = first;
+    while updates.changed().await.is_ok() {
+        let next = updates.borrow_and_update().clone();
+        print!("{}", changes(&shown, &next));
+        shown = next;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The whole set, as a table.
+fn table(target: &Target, res: &Resolution) -> String {
+    let routable = routable_addrs(res);
+    let mut out = format!(
+        "{target}: {} endpoints, {} take calls\n",
+        res.endpoints.len(),
+        routable.len()
+    );
+    let rows: Vec<[String; 6]> = res
+        .endpoints
+        .iter()
+        .map(|e| row(e, routable.contains(&e.addr)))
+        .collect();
+    let header = ["ADDRESS", "STATE", "CALLS", "ZONE", "NODE", "SOURCE"].map(String::from);
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            std::iter::once(&header)
+                .chain(&rows)
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+fn row(e: &Endpoint, takes_calls: bool) -> [String; 6] {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    [
+        e.addr.to_string(),
+        e.state.to_string(),
+        if takes_calls { "yes" } else { "no" }.into(),
+        dash(&e.topology.zone),
+        dash(&e.topology.node_name),
+        dash(&e.source),
+    ]
+}
+
+fn routable_addrs(res: &Resolution) -> Vec<EndpointAddr> {
+    podlb_core::routable(&res.endpoints)
+        .iter()
+        .map(|e| e.addr)
+        .collect()
+}
+
+/// What changed between two resolutions, one line each, timestamped:
+/// `+` joined, `-` left, `~` changed state, `!` discovery error.
+fn changes(old: &Resolution, new: &Resolution) -> String {
+    let stamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let mut out = String::new();
+    if let Some(err) = new.error.as_ref().filter(|_| new.version == old.version) {
+        let _ = writeln!(out, "{stamp} ! {err}");
+        return out;
+    }
+    let by_addr = |res: &Resolution| -> BTreeMap<(EndpointAddr, Option<String>), Endpoint> {
+        res.endpoints
+            .iter()
+            .map(|e| ((e.addr, e.source.clone()), e.clone()))
+            .collect()
+    };
+    let (before, after) = (by_addr(old), by_addr(new));
+    let routable = routable_addrs(new);
+    let describe = |e: &Endpoint| {
+        let [addr, state, calls, zone, node, source] = row(e, routable.contains(&e.addr));
+        format!("{addr} {state} calls={calls} zone={zone} node={node} source={source}")
+    };
+    for (key, e) in &after {
+        match before.get(key) {
+            None => {
+                let _ = writeln!(out, "{stamp} + {}", describe(e));
+            }
+            Some(was) if was != e => {
+                let _ = writeln!(out, "{stamp} ~ {} (was {})", describe(e), was.state);
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, e) in &before {
+        if !after.contains_key(key) {
+            let _ = writeln!(out, "{stamp} - {} {}", e.addr, dash_source(e));
+        }
+    }
+    if !out.is_empty() {
+        let _ = writeln!(
+            out,
+            "{stamp} = {} endpoints, {} take calls",
+            new.endpoints.len(),
+            routable.len()
+        );
+    }
+    out
+}
+
+fn dash_source(e: &Endpoint) -> String {
+    format!("source={}", e.source.as_deref().unwrap_or("-"))
+}
