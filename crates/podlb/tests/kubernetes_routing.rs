@@ -97,41 +97,37 @@ async fn calls_follow_ready_pods_and_fail_fast_once_the_service_has_no_slice() {
     assert_calls_reach(&mut client, &["pod-12"], ".11 not ready").await;
 
     // Kubernetes 1.20 stores `serving` and `terminating` only with the
-    // alpha feature gate EndpointSliceTerminatingCondition, off by default:
-    // without it the API server drops them and an endpoint is just not
-    // ready. Serving-terminating endpoints are then covered against the
-    // fake API (tests of podlb-discovery); here only when the server keeps
-    // the fields.
-    if tokio::task::block_in_place(|| server_keeps_terminating(&cluster, &ns)) {
-        const SERVING_TERMINATING: &str = "{ready: false, serving: true, terminating: true}";
-        apply(slice_at(
-            "greeter-a",
-            &[
-                ("127.0.0.11", NOT_READY),
-                ("127.0.0.12", SERVING_TERMINATING),
-            ],
-        ));
-        // No endpoint is ready: the serving-terminating one takes the calls.
-        settle(&proxy, &[a12], ".12 serving-terminating, none ready").await;
-        assert_calls_reach(&mut client, &["pod-12"], ".12 serving-terminating").await;
+    // alpha feature gate EndpointSliceTerminatingCondition, which
+    // scripts/kube-test-cluster.sh turns on (1.22 and later store them by
+    // default).
+    assert!(
+        tokio::task::block_in_place(|| server_keeps_terminating(&cluster, &ns)),
+        "the test API server dropped conditions.serving/terminating: start it with \
+         --feature-gates=EndpointSliceTerminatingCondition=true (scripts/kube-test-cluster.sh does)"
+    );
+    const SERVING_TERMINATING: &str = "{ready: false, serving: true, terminating: true}";
+    apply(slice_at(
+        "greeter-a",
+        &[
+            ("127.0.0.11", NOT_READY),
+            ("127.0.0.12", SERVING_TERMINATING),
+        ],
+    ));
+    // No endpoint is ready: the serving-terminating one takes the calls.
+    settle(&proxy, &[a12], ".12 serving-terminating, none ready").await;
+    assert_calls_reach(&mut client, &["pod-12"], ".12 serving-terminating").await;
 
-        apply(slice_at(
-            "greeter-a",
-            &[
-                ("127.0.0.11", NOT_READY),
-                ("127.0.0.12", SERVING_TERMINATING),
-                ("127.0.0.13", READY),
-            ],
-        ));
-        // A ready endpoint wins over serving-terminating ones.
-        settle(&proxy, &[a13], ".13 ready beside serving-terminating .12").await;
-        assert_calls_reach(&mut client, &["pod-13"], ".13 ready beside .12").await;
-    } else {
-        eprintln!(
-            "note: this API server drops EndpointSlice conditions.serving/terminating \
-             (feature gate EndpointSliceTerminatingCondition off): not tested here"
-        );
-    }
+    apply(slice_at(
+        "greeter-a",
+        &[
+            ("127.0.0.11", NOT_READY),
+            ("127.0.0.12", SERVING_TERMINATING),
+            ("127.0.0.13", READY),
+        ],
+    ));
+    // A ready endpoint wins over serving-terminating ones.
+    settle(&proxy, &[a13], ".13 ready beside serving-terminating .12").await;
+    assert_calls_reach(&mut client, &["pod-13"], ".13 ready beside .12").await;
 
     // The Service loses its last slice: the Go kuberesolver keeps calling
     // the old pods here; podlb knows the set is empty and says so at once.
