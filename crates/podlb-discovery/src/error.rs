@@ -60,4 +60,12 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// A `kubernetes:///` target in a build without Kubernetes support.
+    #[error(
+        "{target}: this build has no Kubernetes support; enable the `kubernetes` cargo feature"
+    )]
+    KubernetesDisabled {
+        /// The target URI.
+        target: String,
+    },
 }

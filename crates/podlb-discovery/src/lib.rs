@@ -20,6 +20,7 @@
 mod dns;
 mod error;
 mod hub;
+#[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod static_list;
 
@@ -107,8 +108,19 @@ pub fn updates(target: &Target, options: &DiscoveryOptions, refresh: Refresh) ->
     match target.kind() {
         TargetKind::Static(addrs) => static_list::discover(addrs),
         TargetKind::Dns(dns) => dns::discover(target.clone(), dns.clone(), options.dns, refresh),
+        #[cfg(feature = "kubernetes")]
         TargetKind::Kubernetes(kube) => {
             kubernetes::discover(target.clone(), kube.clone(), options.kubernetes.clone())
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        TargetKind::Kubernetes(_) => {
+            use futures_util::StreamExt;
+            let err = Error::KubernetesDisabled {
+                target: target.uri().to_string(),
+            };
+            futures_util::stream::once(async move { Err(err) })
+                .chain(futures_util::stream::pending())
+                .boxed()
         }
     }
 }

@@ -27,12 +27,12 @@ use http::{Request, Response};
 use podlb_upstream::CallLease;
 use tokio::time::{Instant, Sleep};
 
-use crate::deadline;
 use crate::grpc_error::CallError;
 use crate::headers::strip_hop_by_hop;
-use crate::pipe::{Pipe, PipeError};
 use crate::route::RouteTable;
 use crate::upstream::ProxyUpstream;
+use podlb_upstream::deadline;
+use podlb_upstream::pipe::{Pipe, PipeError};
 
 /// How many times a call the backends provably never processed is sent.
 const MAX_ATTEMPTS: usize = 5;

@@ -11,16 +11,13 @@
 //! calls with are made in `grpc_error` only.
 
 mod config;
-mod deadline;
 mod detect;
 mod error;
 mod forward;
-mod framing;
 mod grpc_error;
 mod headers;
 mod http1;
 mod listener;
-mod pipe;
 mod route;
 mod upstream;
 

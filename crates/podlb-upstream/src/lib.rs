@@ -15,9 +15,12 @@
 //! the [`CallLease`] it hands out.
 
 mod backoff;
+pub mod deadline;
 mod endpoint;
 mod error;
+pub mod framing;
 mod goaway;
+pub mod pipe;
 mod settings;
 mod upstream;
 mod waiters;

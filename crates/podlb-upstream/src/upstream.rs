@@ -157,6 +157,27 @@ impl Upstream {
         waited.unwrap_or(Err(last))
     }
 
+    /// A stream on any endpoint, waiting (up to `max_wait`) for one to
+    /// become ready or free however long the upstream has been failing:
+    /// gRPC's wait-for-ready.
+    pub async fn lease_until_ready(&self, max_wait: Duration) -> Result<CallLease, Error> {
+        let mut last = match self.lease() {
+            Ok(lease) => return Ok(lease),
+            Err(err) => err,
+        };
+        let waited = self
+            .waiters
+            .wait_for(deadline_after(max_wait), || match self.lease() {
+                Ok(lease) => Some(Ok(lease)),
+                Err(err) => {
+                    last = err;
+                    None
+                }
+            })
+            .await;
+        waited.unwrap_or(Err(last))
+    }
+
     /// The endpoint for a call that does not ride the HTTP/2 connections
     /// (HTTP/1.1): the policy's pick among ready endpoints or, when none is
     /// ready, any known endpoint, since a backend may speak only HTTP/1.1

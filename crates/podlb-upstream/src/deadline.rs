@@ -9,7 +9,7 @@ use http::HeaderValue;
 
 /// The timeout a `grpc-timeout` value asks for; `None` when malformed (a
 /// malformed value is ignored, as gRPC servers do).
-pub(crate) fn parse(value: &HeaderValue) -> Option<Duration> {
+pub fn parse(value: &HeaderValue) -> Option<Duration> {
     let bytes = value.as_bytes();
     let (unit, digits) = bytes.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
@@ -30,7 +30,7 @@ pub(crate) fn parse(value: &HeaderValue) -> Option<Duration> {
 /// The `grpc-timeout` value for `remaining`, in the finest unit that fits
 /// in 8 digits (rounded down, so the backend never waits longer than the
 /// client).
-pub(crate) fn encode(remaining: Duration) -> HeaderValue {
+pub fn encode(remaining: Duration) -> HeaderValue {
     const MAX: u128 = 99_999_999;
     let nanos = remaining.as_nanos();
     let (n, unit) = [

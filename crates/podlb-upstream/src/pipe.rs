@@ -1,8 +1,9 @@
-//! One direction of a call's body: DATA frames and trailers moved from an
-//! h2 receive stream to an h2 send stream, with flow control end to end.
+//! One direction of a call's body: DATA frames and trailers moved from a
+//! [`BodySource`] (an h2 receive stream in the proxy, a tonic request body
+//! in the client) to an h2 send stream, with flow control end to end.
 //!
 //! ```text
-//!  RecvStream ──poll_data──► pending chunk ──(capacity granted)──► SendStream
+//!  BodySource ──poll_chunk──► pending chunk ──(capacity granted)──► SendStream
 //!      ▲                                                               │
 //!      └────────── release_capacity(n) once n bytes went out ◄─────────┘
 //! ```
@@ -21,6 +22,47 @@ use http::HeaderMap;
 
 use crate::framing::MessageSizeGuard;
 
+/// Where a pipe reads a body from: chunks of data, then trailers.
+pub trait BodySource: Unpin {
+    /// Why reading failed.
+    type Error;
+    /// The next chunk of data; `None` once the data is over.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>>;
+    /// The trailers, once the data is over (`None`: the body ended without).
+    fn poll_trailers(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<HeaderMap>, Self::Error>>;
+    /// Whether the body has ended (nothing more will come).
+    fn is_end_stream(&self) -> bool;
+    /// `n` bytes were sent on: the source may let its sender send more.
+    fn release(&mut self, n: usize);
+}
+
+impl BodySource for RecvStream {
+    type Error = h2::Error;
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, h2::Error>>> {
+        self.poll_data(cx)
+    }
+
+    fn poll_trailers(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<HeaderMap>, h2::Error>> {
+        RecvStream::poll_trailers(self, cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        RecvStream::is_end_stream(self)
+    }
+
+    fn release(&mut self, n: usize) {
+        // Received bytes count against the sender's window until released.
+        let _ = self.flow_control().release_capacity(n);
+    }
+}
+
 /// Bytes of request body kept so a call the backend never processed can be
 /// sent again elsewhere. A call that sent more before the refusal came back
 /// fails with UNAVAILABLE instead of being retried.
@@ -28,10 +70,10 @@ const REPLAY_LIMIT: usize = 64 * 1024;
 
 /// Why a pipe stopped early.
 #[derive(Debug)]
-pub(crate) enum PipeError {
+pub enum PipeError<E = h2::Error> {
     /// Reading from the receiving side failed (its peer reset the stream or
     /// the connection broke).
-    Recv(h2::Error),
+    Recv(E),
     /// Writing to the sending side failed (its peer reset the stream or the
     /// connection broke).
     Send(h2::Error),
@@ -58,8 +100,8 @@ struct Replay {
 
 /// One direction of one call.
 #[derive(Debug)]
-pub(crate) struct Pipe {
-    recv: RecvStream,
+pub struct Pipe<S = RecvStream> {
+    recv: S,
     send: Option<SendStream<Bytes>>,
     pending: Option<Bytes>,
     stage: Stage,
@@ -67,10 +109,11 @@ pub(crate) struct Pipe {
     replay: Option<Replay>,
 }
 
-impl Pipe {
+impl<S: BodySource> Pipe<S> {
     /// A pipe reading `recv`; its send side is attached later. With
     /// `replayable`, it records what it sends until [`Pipe::stop_replay`].
-    pub(crate) fn new(recv: RecvStream, limit: Option<u64>, replayable: bool) -> Self {
+    /// With `limit`, a gRPC message above that many bytes stops it.
+    pub fn new(recv: S, limit: Option<u64>, replayable: bool) -> Self {
         let ended = recv.is_end_stream();
         Pipe {
             recv,
@@ -84,28 +127,28 @@ impl Pipe {
 
     /// Whether the body was empty and already ended (the request headers
     /// then carry END_STREAM).
-    pub(crate) fn ended_empty(&self) -> bool {
+    pub fn ended_empty(&self) -> bool {
         self.stage == Stage::Done && self.replay.as_ref().is_none_or(|r| r.bytes == 0)
     }
 
     /// Whether everything was moved.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.stage == Stage::Done
     }
 
     /// Whether what was sent so far can be sent again.
-    pub(crate) fn can_replay(&self) -> bool {
+    pub fn can_replay(&self) -> bool {
         self.replay.as_ref().is_some_and(|r| !r.overflowed)
     }
 
     /// Stops recording for replay (the backend has answered).
-    pub(crate) fn stop_replay(&mut self) {
+    pub fn stop_replay(&mut self) {
         self.replay = None;
     }
 
     /// Sends to `send` from now on, first sending again whatever a previous
     /// send side was given.
-    pub(crate) fn attach(&mut self, mut send: SendStream<Bytes>) -> Result<(), h2::Error> {
+    pub fn attach(&mut self, mut send: SendStream<Bytes>) -> Result<(), h2::Error> {
         if let Some(replay) = &self.replay {
             for chunk in &replay.chunks {
                 send.send_data(chunk.clone(), false)?;
@@ -125,20 +168,20 @@ impl Pipe {
     }
 
     /// Resets the send side, if any, with `reason`.
-    pub(crate) fn reset_send(&mut self, reason: h2::Reason) {
+    pub fn reset_send(&mut self, reason: h2::Reason) {
         if let Some(send) = &mut self.send {
             send.send_reset(reason);
         }
     }
 
     /// The send side, once attached.
-    pub(crate) fn send_mut(&mut self) -> Option<&mut SendStream<Bytes>> {
+    pub fn send_mut(&mut self) -> Option<&mut SendStream<Bytes>> {
         self.send.as_mut()
     }
 
     /// Moves as much as flow control allows; `Ready(Ok)` once the body and
     /// its trailers (or end of stream) went through.
-    pub(crate) fn poll_pipe(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError>> {
+    pub fn poll_pipe(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError<S::Error>>> {
         loop {
             if self.pending.is_some() {
                 ready!(self.poll_send_pending(cx))?;
@@ -146,7 +189,7 @@ impl Pipe {
             }
             match self.stage {
                 Stage::Done => return Poll::Ready(Ok(())),
-                Stage::Data => match ready!(self.recv.poll_data(cx)) {
+                Stage::Data => match ready!(self.recv.poll_chunk(cx)) {
                     Some(Ok(chunk)) => {
                         if let Some(limit) = &mut self.limit {
                             limit.check(&chunk).map_err(PipeError::TooLarge)?;
@@ -180,7 +223,7 @@ impl Pipe {
     }
 
     /// Sends as much of the pending chunk as the send side's window allows.
-    fn poll_send_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError>> {
+    fn poll_send_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError<S::Error>>> {
         let (Some(send), Some(chunk)) = (self.send.as_mut(), self.pending.as_mut()) else {
             // Not attached yet: hold the chunk (and its window) until it is.
             return Poll::Pending;
@@ -222,8 +265,7 @@ impl Pipe {
                 replay.ended = true;
             }
         }
-        // Received bytes count against the sender's window until released.
-        let _ = self.recv.flow_control().release_capacity(len);
+        self.recv.release(len);
         Poll::Ready(Ok(()))
     }
 }

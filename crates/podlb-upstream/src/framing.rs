@@ -5,7 +5,7 @@
 /// Tracks message boundaries across DATA frames and rejects a message whose
 /// declared length is above the limit.
 #[derive(Debug)]
-pub(crate) struct MessageSizeGuard {
+pub struct MessageSizeGuard {
     limit: u64,
     prefix: [u8; 5],
     prefix_len: usize,
@@ -13,7 +13,8 @@ pub(crate) struct MessageSizeGuard {
 }
 
 impl MessageSizeGuard {
-    pub(crate) fn new(limit: u64) -> Self {
+    /// A guard that rejects messages above `limit` bytes.
+    pub fn new(limit: u64) -> Self {
         MessageSizeGuard {
             limit,
             prefix: [0; 5],
@@ -23,7 +24,7 @@ impl MessageSizeGuard {
     }
 
     /// Scans `chunk`; `Err(size)` for the first message over the limit.
-    pub(crate) fn check(&mut self, mut chunk: &[u8]) -> Result<(), u64> {
+    pub fn check(&mut self, mut chunk: &[u8]) -> Result<(), u64> {
         while !chunk.is_empty() {
             if self.body_left > 0 {
                 let n = self.body_left.min(chunk.len() as u64);

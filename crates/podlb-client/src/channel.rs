@@ -1,0 +1,240 @@
+//! [`Channel`]: what a tonic client is built on, balancing each call over
+//! the endpoints of a target; [`Builder`]: its settings.
+//!
+//! It owns the wiring only: discovery (`podlb-discovery`) feeds an upstream
+//! (`podlb-upstream`: endpoint connections, policy picks), and each call
+//! goes through `call.rs`. It must not grow its own connection or
+//! balancing logic; the proxy and the client share those.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use podlb_balance::{Load, PolicyKind};
+use podlb_core::{EndpointAddr, Target, TargetKind};
+use podlb_discovery::{Discovery, DiscoveryOptions, DnsOptions};
+use podlb_upstream::{ConnectionSettings, Upstream};
+
+use crate::Error;
+use crate::body::{BoxError, ResponseBody};
+use crate::call::{self, CallContext};
+
+pub use podlb_upstream::EndpointState;
+
+/// A gRPC channel that balances every call over the endpoints of a target:
+/// one HTTP/2 connection per endpoint (more when a server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS is reached), a policy's pick per call,
+/// and calls the server never processed sent again elsewhere.
+///
+/// Use it wherever tonic takes a `Channel`: `GreeterClient::new(channel)`.
+/// Cheap to clone; every clone shares the connections. Build it inside a
+/// tokio runtime: discovery and connections are tasks on that runtime.
+#[derive(Clone)]
+pub struct Channel {
+    ctx: Arc<CallContext>,
+    _discovery: Discovery,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("target", &self.ctx.upstream.target().uri())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One endpoint as the channel sees it, for the application to log or
+/// export.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EndpointStatus {
+    /// Its address.
+    pub addr: EndpointAddr,
+    /// Whether it can take calls now.
+    pub state: EndpointState,
+    /// Calls in flight on it.
+    pub in_flight: u64,
+}
+
+impl Channel {
+    /// A channel to `target` with the default settings: `least_request`,
+    /// fail fast. For example `kubernetes:///greeter.default:50051`,
+    /// `dns:///greeter.default.svc.cluster.local:50051` or
+    /// `static:///10.0.0.1:50051,10.0.0.2:50051`.
+    pub fn from_target(target: &str) -> Result<Channel, Error> {
+        Builder::new(target)?.build()
+    }
+
+    /// A builder for a channel to `target`.
+    pub fn builder(target: &str) -> Result<Builder, Error> {
+        Builder::new(target)
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        self.ctx.upstream.target()
+    }
+
+    /// The endpoints the channel balances over now, with their state and
+    /// load.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.ctx
+            .upstream
+            .endpoints()
+            .iter()
+            .map(|e| EndpointStatus {
+                addr: e.addr(),
+                state: e.state(),
+                in_flight: e.in_flight(),
+            })
+            .collect()
+    }
+}
+
+/// Settings of a [`Channel`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    target: Target,
+    policy: PolicyKind,
+    connection: ConnectionSettings,
+    discovery: DiscoveryOptions,
+    wait_for_ready: bool,
+}
+
+impl Builder {
+    /// Settings for a channel to `target`, all at their defaults.
+    pub fn new(target: &str) -> Result<Builder, Error> {
+        let target: Target = target.parse()?;
+        #[cfg(not(feature = "kubernetes"))]
+        if matches!(target.kind(), TargetKind::Kubernetes(_)) {
+            return Err(Error::KubernetesDisabled {
+                target: target.uri().to_string(),
+            });
+        }
+        Ok(Builder {
+            target,
+            policy: PolicyKind::default(),
+            connection: ConnectionSettings::default(),
+            discovery: DiscoveryOptions::default(),
+            wait_for_ready: false,
+        })
+    }
+
+    /// How each call's endpoint is picked: `least_request` (the default),
+    /// `round_robin`, `random` or `peak_ewma`.
+    pub fn policy(mut self, policy: PolicyKind) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long one connect plus HTTP/2 handshake may take. Default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connection.connect_timeout = timeout;
+        self
+    }
+
+    /// Per-endpoint connection settings (backoff, windows, ...), whole.
+    pub fn connection_settings(mut self, settings: ConnectionSettings) -> Self {
+        self.connection = settings;
+        self
+    }
+
+    /// HTTP/2 windows advertised to the servers, in bytes: per stream and
+    /// per connection. Defaults 1 MiB and 16 MiB.
+    pub fn windows(mut self, stream: u32, connection: u32) -> Self {
+        self.connection.stream_window = stream;
+        self.connection.connection_window = connection;
+        self
+    }
+
+    /// When no endpoint is ready: `false` (the default, gRPC's fail fast)
+    /// answers UNAVAILABLE at once once the channel has started; `true`
+    /// (gRPC's wait-for-ready) waits for an endpoint until the call's
+    /// deadline.
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.wait_for_ready = wait;
+        self
+    }
+
+    /// `dns:///` targets: the least and the most time between two lookups
+    /// (the TTL is clamped between them). Defaults 2 s and 30 s.
+    pub fn dns_intervals(mut self, min: Duration, max: Duration) -> Self {
+        self.discovery.dns = DnsOptions {
+            min_interval: min,
+            max_interval: max.max(min),
+        };
+        self
+    }
+
+    /// `kubernetes:///` targets: the kubeconfig file to use instead of
+    /// `KUBECONFIG`, `~/.kube/config` or the pod's service account.
+    pub fn kubeconfig(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.discovery.kubernetes.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// Starts discovery and connections; calls can be made at once (they
+    /// wait for the first connections).
+    pub fn build(self) -> Result<Channel, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        let discovery = Discovery::start(&self.target, &self.discovery);
+        let upstream = Upstream::start(
+            self.target.uri(),
+            discovery.clone(),
+            self.policy,
+            self.connection,
+        );
+        let ctx = CallContext {
+            authority: authority_of(&self.target),
+            upstream,
+            wait_for_ready: self.wait_for_ready,
+        };
+        Ok(Channel {
+            ctx: Arc::new(ctx),
+            _discovery: discovery,
+        })
+    }
+}
+
+/// The `:authority` of calls, as gRPC derives it from the target: the
+/// name and port (the first address for a static list).
+fn authority_of(target: &Target) -> http::uri::Authority {
+    let text = match target.kind() {
+        TargetKind::Static(addrs) => addrs.first().map(|a| a.to_string()).unwrap_or_default(),
+        TargetKind::Dns(dns) => format!("{}:{}", dns.host, dns.port),
+        TargetKind::Kubernetes(kube) => match &kube.namespace {
+            Some(ns) => format!("{}.{ns}:{}", kube.service, kube.port),
+            None => format!("{}:{}", kube.service, kube.port),
+        },
+    };
+    text.parse()
+        .unwrap_or_else(|_| http::uri::Authority::from_static("localhost"))
+}
+
+impl<B> tower_service::Service<Request<B>> for Channel
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Always ready: the endpoint is picked per call, and a call that
+        // finds none waits or fails by itself.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let ctx = self.ctx.clone();
+        Box::pin(async move { Ok(call::call(ctx, request).await) })
+    }
+}
