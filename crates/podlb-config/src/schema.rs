@@ -101,6 +101,9 @@ pub struct Upstream {
     /// When a `dns:///` target is looked up again.
     #[serde(default)]
     pub dns: Dns,
+    /// HTTP/2 keepalive PINGs to the endpoints (off by default).
+    #[serde(default)]
+    pub keepalive: Keepalive,
     /// Settings of the `peak_ewma` policy.
     #[serde(default)]
     pub peak_ewma: PeakEwma,
@@ -123,6 +126,22 @@ pub struct Dns {
     pub min_interval: Option<Spanned<String>>,
     /// The TTL's ceiling. Default `30s`.
     pub max_interval: Option<Spanned<String>>,
+}
+
+/// Keepalive PINGs on each endpoint connection: `upstreams[i].keepalive`,
+/// as gRPC's client keepalive (gRFC A8). Off unless `interval` is set:
+/// servers limit how often they may be pinged (grpc-go: once per 5 minutes
+/// by default) and answer more with GOAWAY `too_many_pings`, after which
+/// podlb doubles the interval for that endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// How long a connection may be idle before a PING, a duration. Default:
+    /// no keepalive.
+    pub interval: Option<Spanned<String>>,
+    /// How long to wait for the PING's answer before the connection is
+    /// taken for dead. Default `20s`.
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// Reconnect delays: `upstreams[i].backoff`.

@@ -265,6 +265,17 @@ impl Cx<'_> {
                 "http2.connection_window",
                 default.connection_window,
             )?,
+            keepalive_interval: match &upstream.keepalive.interval {
+                Some(value) => {
+                    Some(self.positive_duration(value, &format!("{field}.keepalive.interval"))?)
+                }
+                None => default.keepalive_interval,
+            },
+            keepalive_timeout: duration(
+                &upstream.keepalive.timeout,
+                "keepalive.timeout",
+                default.keepalive_timeout,
+            )?,
         };
         if settings.backoff_initial > settings.backoff_max {
             // Point at whichever of the two was written; `initial` first.

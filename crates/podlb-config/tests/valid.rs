@@ -91,6 +91,8 @@ shutdown:
             ewma_decay: Duration::from_secs(3),
             stream_window: 65_535,
             connection_window: (1 << 31) - 1,
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(20),
         }
     );
     assert_eq!(config.grace_period, Duration::ZERO);

@@ -28,10 +28,10 @@ use podlb_upstream::CallLease;
 use tokio::time::{Instant, Sleep};
 
 use crate::grpc_error::CallError;
-use crate::headers::strip_hop_by_hop;
 use crate::route::RouteTable;
 use crate::upstream::ProxyUpstream;
 use podlb_upstream::deadline;
+use podlb_upstream::headers::strip_hop_by_hop;
 use podlb_upstream::pipe::{Pipe, PipeError};
 
 /// How many times a call the backends provably never processed is sent.

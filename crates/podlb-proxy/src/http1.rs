@@ -18,9 +18,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::headers::strip_hop_by_hop;
 use crate::listener::ListenerShared;
 use crate::route::RouteTable;
+use podlb_upstream::headers::strip_hop_by_hop;
 
 type Body = UnsyncBoxBody<bytes::Bytes, hyper::Error>;
 

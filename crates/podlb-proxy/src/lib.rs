@@ -15,7 +15,6 @@ mod detect;
 mod error;
 mod forward;
 mod grpc_error;
-mod headers;
 mod http1;
 mod listener;
 mod route;

@@ -16,6 +16,11 @@
 //! policy never picks an endpoint that cannot take a call. A connection that
 //! said GOAWAY (or broke) leaves the list at once; calls already on it hold
 //! it through their lease and finish. This module moves no call bytes.
+//!
+//! With [`ConnectionSettings::keepalive_interval`] set, each connection's
+//! task also runs its keepalive (`keepalive.rs`): a connection silent after
+//! a PING is closed like a broken one, and a GOAWAY that says
+//! "too_many_pings" doubles the endpoint's interval (gRFC A8).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -33,6 +38,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::goaway::{GoawaySignal, GoawaySniffer};
+use crate::keepalive::{Keepalive, KeepaliveInterval, ReadActivity};
 use crate::waiters::Waiters;
 use crate::{Backoff, ConnectionSettings};
 
@@ -77,6 +83,9 @@ pub struct EndpointConnection {
     settled: AtomicBool,
     /// Wakes calls waiting on the upstream.
     waiters: Arc<Waiters>,
+    /// The keepalive interval of all its connections (off, or doubled by
+    /// each "too_many_pings").
+    keepalive: KeepaliveInterval,
 }
 
 /// One HTTP/2 connection to an endpoint.
@@ -129,6 +138,7 @@ impl EndpointConnection {
             removed: AtomicBool::new(false),
             settled: AtomicBool::new(false),
             waiters,
+            keepalive: KeepaliveInterval::new(settings.keepalive_interval),
         });
         tokio::spawn(drive(endpoint.clone(), settings, refresh));
         endpoint
@@ -152,7 +162,7 @@ impl EndpointConnection {
     /// Stops new calls and reconnects; calls in flight finish, then its
     /// connections close.
     pub fn remove(&self) {
-        self.removed.store(true, Ordering::Release);
+        self.removed.store(true, Ordering::SeqCst);
         self.set_state(EndpointState::Removed);
         self.conns.store(Arc::new(Vec::new()));
         self.wake.notify_one();
@@ -215,6 +225,12 @@ impl EndpointConnection {
         let mut conns = Vec::clone(&self.conns.load());
         conns.push(conn);
         self.conns.store(Arc::new(conns));
+        // A removal that raced with the connect must not leave the new
+        // connection in the list: it would keep the endpoint (and its
+        // socket) alive forever. `remove` sets the flag before it clears.
+        if self.removed.load(Ordering::SeqCst) {
+            self.conns.store(Arc::new(Vec::new()));
+        }
         self.waiters.changed();
     }
 }
@@ -317,7 +333,8 @@ async fn connect(
             .map_err(|e| format!("connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let goaway = Arc::new(GoawaySignal::new(endpoint.wake.clone()));
-        let io = GoawaySniffer::new(tcp, goaway.clone());
+        let activity = Arc::new(ReadActivity::default());
+        let io = GoawaySniffer::new(tcp, goaway.clone(), activity.clone());
         let (send, mut connection) = h2::client::Builder::new()
             .initial_window_size(settings.stream_window)
             .initial_connection_window_size(settings.connection_window)
@@ -325,14 +342,32 @@ async fn connect(
             .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
-        let ping = connection.ping_pong();
-        let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run_connection(endpoint.clone(), connection, closed.clone()));
-        if let Some(mut ping) = ping {
-            ping.ping(h2::Ping::opaque())
-                .await
-                .map_err(|e| format!("HTTP/2 PING: {e}"))?;
+        let mut ping = connection
+            .ping_pong()
+            .ok_or_else(|| "HTTP/2 PING: taken".to_string())?;
+        // Drive the connection here until the PING is answered: it gets a
+        // task of its own only then, so a backend that never answers (or a
+        // timeout) leaves no task holding the socket open behind it.
+        tokio::select! {
+            pong = ping.ping(h2::Ping::opaque()) => {
+                pong.map_err(|e| format!("HTTP/2 PING: {e}"))?;
+            }
+            ended = &mut connection => {
+                return Err(match ended {
+                    Ok(()) => "HTTP/2: closed before answering a PING".to_string(),
+                    Err(e) => format!("HTTP/2: {e}"),
+                });
+            }
         }
+        let closed = Arc::new(AtomicBool::new(false));
+        let keepalive = Keepalive::new(ping, settings.keepalive_timeout, activity);
+        tokio::spawn(run_connection(
+            endpoint.clone(),
+            connection,
+            goaway.clone(),
+            closed.clone(),
+            keepalive,
+        ));
         let max_streams = send.current_max_send_streams();
         Ok(Arc::new(H2Connection {
             send,
@@ -348,18 +383,45 @@ async fn connect(
     }
 }
 
-/// Drives one connection until it closes, then tells the endpoint.
+/// Drives one connection, and its keepalive, until it closes or the
+/// keepalive finds it dead; then tells the endpoint.
 async fn run_connection(
     endpoint: Arc<EndpointConnection>,
-    connection: h2::client::Connection<GoawaySniffer<TcpStream>, Bytes>,
+    mut connection: h2::client::Connection<GoawaySniffer<TcpStream>, Bytes>,
+    goaway: Arc<GoawaySignal>,
     closed: Arc<AtomicBool>,
+    mut keepalive: Keepalive,
 ) {
-    if let Err(err) = connection.await
-        && !endpoint.removed.load(Ordering::Acquire)
-    {
-        tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connection lost: {err}");
-    }
+    let ended = tokio::select! {
+        ended = &mut connection => Ok(ended),
+        dead = keepalive.watch(&endpoint.keepalive, || goaway.too_many_pings()) => Err(dead),
+    };
     closed.store(true, Ordering::Release);
+    // Closes the socket; calls still on a dead connection fail now rather
+    // than at their deadlines.
+    drop(connection);
+    let (upstream, addr) = (&endpoint.upstream, endpoint.addr);
+    match ended {
+        Ok(Err(err)) if !endpoint.removed.load(Ordering::Acquire) => {
+            tracing::info!(upstream = %upstream, endpoint = %addr, "connection lost: {err}");
+        }
+        Ok(_) => {}
+        Err(dead) => tracing::warn!(
+            upstream = %upstream, endpoint = %addr,
+            "no answer to a keepalive PING for {:?}: connection closed", dead.silent
+        ),
+    }
+    // gRFC A8: the backend allows fewer PINGs than we sent; slow down for
+    // every later PING to this endpoint, and say so where it is seen.
+    if goaway.too_many_pings()
+        && let Some(pinged_every) = keepalive.last_interval()
+        && let Some(doubled) = endpoint.keepalive.double_from(pinged_every)
+    {
+        tracing::warn!(
+            upstream = %upstream, endpoint = %addr, keepalive_interval = ?doubled,
+            "the backend said GOAWAY too_many_pings: keepalive interval doubled to {doubled:?}"
+        );
+    }
     endpoint.wake.notify_one();
 }
 

@@ -7,25 +7,75 @@
 //! and records the lowest GOAWAY last-stream-id seen. The endpoint stops
 //! handing out the connection at once, and a call whose stream id is above
 //! that id knows the backend never processed it.
+//!
+//! The same walk reads each GOAWAY's error code and the start of its debug
+//! data, so the keepalive learns of `ENHANCE_YOUR_CALM` "too_many_pings"
+//! (gRFC A8), and marks every read in a [`ReadActivity`], the keepalive's
+//! sign of life. It hands both to the endpoint; it never blocks, allocates or
+//! buffers more than a GOAWAY's first [`DEBUG_KEPT`] bytes of debug data.
+//!
+//! ```text
+//!  frame: length(3) type(1) flags(1) stream(4) │ payload(length)
+//!  GOAWAY payload: last-stream-id(4) error-code(4) debug-data(rest)
+//! ```
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
+use crate::keepalive::ReadActivity;
+
 const FRAME_HEADER_LEN: usize = 9;
 const GOAWAY: u8 = 0x7;
+/// A GOAWAY payload's fixed part: last-stream-id and error code.
+const GOAWAY_FIXED_LEN: usize = 8;
+/// How much of a GOAWAY's debug data is kept; the rest is skipped.
+const DEBUG_KEPT: usize = 64;
+/// HTTP/2's ENHANCE_YOUR_CALM error code.
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// The debug data of a server's GOAWAY for a client that pings more often
+/// than it allows (gRFC A8).
+const TOO_MANY_PINGS: &[u8] = b"too_many_pings";
 /// No GOAWAY seen yet.
 const NONE: u32 = u32::MAX;
+
+/// One GOAWAY as read off the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Goaway {
+    /// The highest stream id the backend may have processed.
+    pub(crate) last_stream_id: u32,
+    /// The HTTP/2 error code.
+    pub(crate) error_code: u32,
+    /// The whole length of the debug data, of which `debug` keeps the start.
+    debug_len: usize,
+    debug: [u8; DEBUG_KEPT],
+}
+
+impl Goaway {
+    /// The debug data, cut at [`DEBUG_KEPT`] bytes.
+    pub(crate) fn debug_data(&self) -> &[u8] {
+        &self.debug[..self.debug_len.min(DEBUG_KEPT)]
+    }
+
+    /// Whether this is a server's complaint that the client pings too often:
+    /// ENHANCE_YOUR_CALM with the debug data "too_many_pings" (gRFC A8).
+    pub(crate) fn is_too_many_pings(&self) -> bool {
+        self.error_code == ENHANCE_YOUR_CALM
+            && self.debug_len == TOO_MANY_PINGS.len()
+            && self.debug_data() == TOO_MANY_PINGS
+    }
+}
 
 /// The GOAWAY state of one connection, shared with the endpoint.
 #[derive(Debug)]
 pub(crate) struct GoawaySignal {
     last_stream_id: AtomicU32,
+    too_many_pings: AtomicBool,
     wake: Arc<Notify>,
 }
 
@@ -33,6 +83,7 @@ impl GoawaySignal {
     pub(crate) fn new(wake: Arc<Notify>) -> Self {
         GoawaySignal {
             last_stream_id: AtomicU32::new(NONE),
+            too_many_pings: AtomicBool::new(false),
             wake,
         }
     }
@@ -49,9 +100,17 @@ impl GoawaySignal {
         last != NONE && stream_id > last
     }
 
-    fn record(&self, last_stream_id: u32) {
+    /// Whether a GOAWAY on this connection said "too_many_pings".
+    pub(crate) fn too_many_pings(&self) -> bool {
+        self.too_many_pings.load(Ordering::Acquire)
+    }
+
+    fn record(&self, goaway: &Goaway) {
+        if goaway.is_too_many_pings() {
+            self.too_many_pings.store(true, Ordering::Release);
+        }
         self.last_stream_id
-            .fetch_min(last_stream_id & 0x7fff_ffff, Ordering::AcqRel);
+            .fetch_min(goaway.last_stream_id & 0x7fff_ffff, Ordering::AcqRel);
         self.wake.notify_one();
     }
 }
@@ -62,28 +121,70 @@ struct FrameScanner {
     header: [u8; FRAME_HEADER_LEN],
     header_len: usize,
     payload_left: usize,
-    /// Bytes of a GOAWAY's last-stream-id gathered so far (it may span reads).
-    goaway_id: Option<([u8; 4], usize)>,
+    /// The GOAWAY whose payload is being read (it may span reads).
+    goaway: Option<GoawayReader>,
+}
+
+/// The parts of a GOAWAY payload gathered so far.
+#[derive(Debug)]
+struct GoawayReader {
+    payload_len: usize,
+    /// Payload bytes seen so far.
+    seen: usize,
+    fixed: [u8; GOAWAY_FIXED_LEN],
+    debug: [u8; DEBUG_KEPT],
+}
+
+impl GoawayReader {
+    fn new(payload_len: usize) -> Self {
+        GoawayReader {
+            payload_len,
+            seen: 0,
+            fixed: [0; GOAWAY_FIXED_LEN],
+            debug: [0; DEBUG_KEPT],
+        }
+    }
+
+    /// Takes the next bytes of the payload, keeping those that matter.
+    fn take(&mut self, bytes: &[u8]) {
+        let wanted = (GOAWAY_FIXED_LEN + DEBUG_KEPT).saturating_sub(self.seen);
+        for (i, &b) in bytes.iter().take(wanted).enumerate() {
+            let at = self.seen + i;
+            match at.checked_sub(GOAWAY_FIXED_LEN) {
+                None => self.fixed[at] = b,
+                Some(d) => self.debug[d] = b,
+            }
+        }
+        self.seen += bytes.len();
+    }
+
+    fn finish(&self) -> Goaway {
+        let f = self.fixed;
+        Goaway {
+            last_stream_id: u32::from_be_bytes([f[0], f[1], f[2], f[3]]),
+            error_code: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
+            debug_len: self.payload_len - GOAWAY_FIXED_LEN,
+            debug: self.debug,
+        }
+    }
 }
 
 impl FrameScanner {
-    /// Scans `data`; returns the last-stream-id of any GOAWAY completed in it.
-    fn scan(&mut self, mut data: &[u8]) -> Option<u32> {
-        let mut found = None;
+    /// Scans `data`, handing each GOAWAY completed in it to `on_goaway`.
+    fn scan(&mut self, mut data: &[u8], mut on_goaway: impl FnMut(&Goaway)) {
         while !data.is_empty() {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(data.len());
-                if let Some((id, have)) = &mut self.goaway_id {
-                    let take = (4 - *have).min(n);
-                    id[*have..*have + take].copy_from_slice(&data[..take]);
-                    *have += take;
-                    if *have == 4 {
-                        found = Some(u32::from_be_bytes(*id));
-                        self.goaway_id = None;
-                    }
+                if let Some(goaway) = &mut self.goaway {
+                    goaway.take(&data[..n]);
                 }
                 self.payload_left -= n;
                 data = &data[n..];
+                if self.payload_left == 0
+                    && let Some(goaway) = self.goaway.take()
+                {
+                    on_goaway(&goaway.finish());
+                }
                 continue;
             }
             let take = (FRAME_HEADER_LEN - self.header_len).min(data.len());
@@ -94,10 +195,11 @@ impl FrameScanner {
                 let h = self.header;
                 self.header_len = 0;
                 self.payload_left = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
-                self.goaway_id = (h[3] == GOAWAY && self.payload_left >= 8).then_some(([0; 4], 0));
+                // A shorter GOAWAY is malformed; h2 fails the connection.
+                self.goaway = (h[3] == GOAWAY && self.payload_left >= GOAWAY_FIXED_LEN)
+                    .then(|| GoawayReader::new(self.payload_left));
             }
         }
-        found
     }
 }
 
@@ -107,14 +209,16 @@ pub(crate) struct GoawaySniffer<T> {
     inner: T,
     scanner: FrameScanner,
     signal: Arc<GoawaySignal>,
+    activity: Arc<ReadActivity>,
 }
 
 impl<T> GoawaySniffer<T> {
-    pub(crate) fn new(inner: T, signal: Arc<GoawaySignal>) -> Self {
+    pub(crate) fn new(inner: T, signal: Arc<GoawaySignal>, activity: Arc<ReadActivity>) -> Self {
         GoawaySniffer {
             inner,
             scanner: FrameScanner::default(),
             signal,
+            activity,
         }
     }
 }
@@ -128,10 +232,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for GoawaySniffer<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res
-            && let Some(id) = this.scanner.scan(&buf.filled()[before..])
-        {
-            this.signal.record(id);
+        if let Poll::Ready(Ok(())) = res {
+            let read = &buf.filled()[before..];
+            if !read.is_empty() {
+                this.activity.mark();
+                let signal = &this.signal;
+                this.scanner.scan(read, |goaway| signal.record(goaway));
+            }
         }
         res
     }
@@ -175,42 +282,105 @@ mod tests {
         f
     }
 
-    fn goaway(last: u32) -> Vec<u8> {
+    fn goaway(last: u32, code: u32, debug: &[u8]) -> Vec<u8> {
         let mut p = last.to_be_bytes().to_vec();
-        p.extend_from_slice(&0u32.to_be_bytes());
-        p.extend_from_slice(b"bye");
+        p.extend_from_slice(&code.to_be_bytes());
+        p.extend_from_slice(debug);
         frame(GOAWAY, 0, &p)
+    }
+
+    /// What the scanner reports for `bytes` fed in pieces: split once at
+    /// `split`, then each side cut into reads of `step` bytes.
+    fn scan_in_pieces(bytes: &[u8], split: usize, step: usize) -> Vec<Goaway> {
+        let mut scanner = FrameScanner::default();
+        let mut found = Vec::new();
+        let (a, b) = bytes.split_at(split);
+        for chunk in a.chunks(step).chain(b.chunks(step)) {
+            scanner.scan(chunk, |g| found.push(*g));
+        }
+        found
     }
 
     #[test]
     fn finds_goaway_between_other_frames_at_any_split() {
         let mut bytes = frame(0x4, 0, &[0; 12]); // SETTINGS
         bytes.extend(frame(0x0, 1, &[7; 300])); // DATA that mentions 0x07 bytes
-        bytes.extend(goaway(5));
+        bytes.extend(goaway(5, 0, b"bye"));
         bytes.extend(frame(0x6, 0, &[0; 8])); // PING
         for split in 0..bytes.len() {
             for step in [1, 3, 7, 1000] {
-                let mut scanner = FrameScanner::default();
-                let mut found = None;
-                let (a, b) = bytes.split_at(split);
-                for chunk in a.chunks(step).chain(b.chunks(step)) {
-                    found = scanner.scan(chunk).or(found);
-                }
-                assert_eq!(found, Some(5), "split {split} step {step}");
+                let found = scan_in_pieces(&bytes, split, step);
+                let ids: Vec<_> = found.iter().map(|g| g.last_stream_id).collect();
+                assert_eq!(ids, [5], "split {split} step {step}");
+                assert_eq!(found[0].debug_data(), b"bye", "split {split} step {step}");
             }
         }
     }
 
     #[test]
+    fn reads_error_code_and_debug_data_of_every_goaway_at_any_split() {
+        let long_debug = [b'x'; 200];
+        let mut bytes = frame(0x4, 0, &[0; 6]); // SETTINGS
+        bytes.extend(goaway(0x7fff_ffff, 0, b"")); // graceful: no debug data
+        bytes.extend(frame(0x6, 0, &[0; 8])); // PING
+        bytes.extend(goaway(3, ENHANCE_YOUR_CALM, TOO_MANY_PINGS));
+        bytes.extend(goaway(1, 0x2, &long_debug)); // INTERNAL_ERROR, long
+        bytes.extend(frame(0x0, 1, &[7; 20])); // DATA
+        for split in 0..bytes.len() {
+            for step in [1, 2, 5, 9, 13, 1000] {
+                let found = scan_in_pieces(&bytes, split, step);
+                let at = format!("split {split} step {step}");
+                let summary: Vec<_> = found
+                    .iter()
+                    .map(|g| (g.last_stream_id, g.error_code, g.is_too_many_pings()))
+                    .collect();
+                assert_eq!(
+                    summary,
+                    [
+                        (0x7fff_ffff, 0, false),
+                        (3, ENHANCE_YOUR_CALM, true),
+                        (1, 0x2, false)
+                    ],
+                    "{at}"
+                );
+                assert_eq!(found[0].debug_data(), b"", "{at}");
+                assert_eq!(found[1].debug_data(), TOO_MANY_PINGS, "{at}");
+                assert_eq!(found[2].debug_data(), &long_debug[..DEBUG_KEPT], "{at}");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_pings_needs_the_exact_code_and_words() {
+        let parse = |bytes: Vec<u8>| {
+            let mut found = Vec::new();
+            FrameScanner::default().scan(&bytes, |g| found.push(*g));
+            found[0].is_too_many_pings()
+        };
+        assert!(parse(goaway(0, ENHANCE_YOUR_CALM, b"too_many_pings")));
+        assert!(!parse(goaway(0, 0, b"too_many_pings")));
+        assert!(!parse(goaway(0, ENHANCE_YOUR_CALM, b"too_many_pings!")));
+        assert!(!parse(goaway(0, ENHANCE_YOUR_CALM, b"too_many_ping")));
+        assert!(!parse(goaway(0, ENHANCE_YOUR_CALM, b"")));
+    }
+
+    #[test]
     fn signal_keeps_the_lowest_id_and_refuses_streams_above_it() {
         let signal = GoawaySignal::new(Arc::new(Notify::new()));
+        let record = |bytes: Vec<u8>| {
+            FrameScanner::default().scan(&bytes, |g| signal.record(g));
+        };
         assert!(!signal.received());
         assert!(!signal.refused(99));
-        signal.record(0x7fff_ffff);
-        signal.record(7);
-        signal.record(9);
+        record(goaway(0x7fff_ffff, 0, b""));
+        record(goaway(7, 0, b""));
+        record(goaway(9, 0, b""));
         assert!(signal.received());
         assert!(!signal.refused(7));
         assert!(signal.refused(9));
+        assert!(!signal.too_many_pings());
+        record(goaway(9, ENHANCE_YOUR_CALM, TOO_MANY_PINGS));
+        assert!(signal.too_many_pings());
+        assert!(signal.refused(8), "a later, higher id does not raise it");
     }
 }

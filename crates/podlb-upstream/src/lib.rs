@@ -20,6 +20,8 @@ mod endpoint;
 mod error;
 pub mod framing;
 mod goaway;
+pub mod headers;
+mod keepalive;
 pub mod pipe;
 mod settings;
 mod upstream;

@@ -20,6 +20,31 @@ pub struct ConnectionSettings {
     /// HTTP/2 connection window the proxy advertises to backends, in bytes.
     /// Default 16 MiB.
     pub connection_window: u32,
+    /// How long a connection may read nothing before podlb sends it an
+    /// HTTP/2 PING to check that the backend is still there (gRFC A8's
+    /// client-side keepalive, `KEEPALIVE_TIME`). `None`, the default, sends
+    /// none, as gRPC clients do by default.
+    ///
+    /// Off by default because servers limit how often they may be pinged:
+    /// grpc-go and grpc-java permit one PING per 5 minutes by default, and
+    /// on a connection without calls one per 2 hours unless told otherwise.
+    /// A client that pings more often is sent GOAWAY `ENHANCE_YOUR_CALM`
+    /// "too_many_pings" and its calls on that connection fail. Each such
+    /// GOAWAY doubles the interval for that endpoint, as gRFC A8 asks. Set
+    /// it only to what the backends permit, and above a minute unless they
+    /// say otherwise.
+    ///
+    /// Idle connections are pinged too: podlb opens connections ahead of
+    /// calls, and a dead one must be found before a call is sent on it. A
+    /// backend that does not permit PINGs without calls (grpc-go's
+    /// `PermitWithoutStream: false`, its default) answers them with
+    /// "too_many_pings" until the interval has doubled past its limit.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a connection may stay silent after a keepalive PING before
+    /// it is deemed dead, closed (its calls fail) and replaced by a new
+    /// connection (gRFC A8's `KEEPALIVE_TIMEOUT`). Any byte read counts as
+    /// an answer. Used only with `keepalive_interval`. Default 20s.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -31,6 +56,8 @@ impl Default for ConnectionSettings {
             ewma_decay: Duration::from_secs(10),
             stream_window: 1 << 20,
             connection_window: 16 << 20,
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -18,7 +18,7 @@ const HOP_BY_HOP: [&str; 6] = [
 
 /// Removes hop-by-hop headers, and any header the `Connection` header names.
 /// `te: trailers` is kept: gRPC requires it end to end.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(named) = headers.get(CONNECTION).cloned()
         && let Ok(named) = named.to_str()
     {
