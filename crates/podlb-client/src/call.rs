@@ -53,6 +53,9 @@ where
 {
     let (mut parts, body) = request.into_parts();
     parts.uri = with_authority(&parts.uri, &ctx.authority);
+    // HTTP/2 forbids connection-specific headers; h2 would refuse the
+    // request, and the refusal would count against the connection.
+    podlb_upstream::headers::strip_hop_by_hop(&mut parts.headers);
     let deadline = parts
         .headers
         .get(&GRPC_TIMEOUT)
@@ -135,7 +138,13 @@ async fn lease(ctx: &CallContext, deadline: Option<Instant>) -> Result<CallLease
     } else {
         ctx.upstream.lease_waiting(wait).await
     };
-    leased.map_err(|err| Status::unavailable(err.to_string()))
+    leased.map_err(|err| {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            Status::deadline_exceeded(format!("deadline exceeded waiting for an endpoint: {err}"))
+        } else {
+            Status::unavailable(err.to_string())
+        }
+    })
 }
 
 enum Headed {
@@ -215,14 +224,9 @@ where
                 pipe.reset_send(h2::Reason::CANCEL);
             }
         });
-    } else {
-        // Nothing left to send; a cancel is a reset of the stream.
-        tokio::spawn(async move {
-            if cancel_rx.await.is_ok() {
-                pipe.reset_send(h2::Reason::CANCEL);
-            }
-        });
     }
+    // With the request sent, dropping the response body alone resets the
+    // stream: h2 sends RST_STREAM(CANCEL) once no handle to it is left.
     let (head, recv) = response.into_parts();
     Response::from_parts(head, ResponseBody::streaming(recv, sleep, lease, cancel_tx))
 }
@@ -242,11 +246,13 @@ fn unavailable(ctx: &CallContext, lease: &CallLease, reason: &str) -> Status {
 fn stream_failed(ctx: &CallContext, lease: &CallLease, err: &h2::Error) -> Status {
     match err.reason() {
         Some(reason) if err.is_reset() && err.is_remote() => {
+            // gRPC's mapping of HTTP/2 error codes (PROTOCOL-HTTP2.md).
             let code = match reason {
+                h2::Reason::REFUSED_STREAM => tonic::Code::Unavailable,
                 h2::Reason::CANCEL => tonic::Code::Cancelled,
                 h2::Reason::ENHANCE_YOUR_CALM => tonic::Code::ResourceExhausted,
                 h2::Reason::INADEQUATE_SECURITY => tonic::Code::PermissionDenied,
-                _ => tonic::Code::Unavailable,
+                _ => tonic::Code::Internal,
             };
             Status::new(code, format!("stream reset by {}: {reason}", lease.addr()))
         }

@@ -152,6 +152,17 @@ impl Builder {
         self
     }
 
+    /// HTTP/2 keepalive (gRFC A8): a PING on each connection every
+    /// `interval`, and the connection taken for dead when one is not
+    /// answered within `timeout`. Off by default, as in gRPC: servers limit
+    /// how often they may be pinged and answer more with GOAWAY
+    /// `too_many_pings`, after which the interval doubles for that server.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.connection.keepalive_interval = Some(interval);
+        self.connection.keepalive_timeout = timeout;
+        self
+    }
+
     /// When no endpoint is ready: `false` (the default, gRPC's fail fast)
     /// answers UNAVAILABLE at once once the channel has started; `true`
     /// (gRPC's wait-for-ready) waits for an endpoint until the call's
