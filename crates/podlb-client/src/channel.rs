@@ -164,7 +164,7 @@ impl Builder {
     }
 
     /// When no endpoint is ready: `false` (the default, gRPC's fail fast)
-    /// answers UNAVAILABLE at once once the channel has started; `true`
+    /// answers UNAVAILABLE at once after the channel has started; `true`
     /// (gRPC's wait-for-ready) waits for an endpoint until the call's
     /// deadline.
     pub fn wait_for_ready(mut self, wait: bool) -> Self {
@@ -196,12 +196,7 @@ impl Builder {
             return Err(Error::NoRuntime);
         }
         let discovery = Discovery::start(&self.target, &self.discovery);
-        let upstream = Upstream::start(
-            self.target.uri(),
-            discovery.clone(),
-            self.policy,
-            self.connection,
-        );
+        let upstream = Upstream::start("channel", discovery.clone(), self.policy, self.connection);
         let ctx = CallContext {
             authority: authority_of(&self.target),
             upstream,

@@ -29,3 +29,20 @@ async fn a_generated_client_calls_through_the_channel() {
     println!("{seen:?} {:?}", channel.endpoints());
     assert_eq!(seen.len(), 2);
 }
+
+/// A call made the moment a channel is built waits for the first
+/// connections instead of failing fast: on a multi-threaded runtime,
+/// discovery can answer before its answer reaches the endpoint set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_call_on_a_new_channel_waits_for_its_connections() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let target = format!("static:///{},{}", a.addr(), b.addr());
+    for round in 0..40 {
+        let channel = podlb_client::Channel::from_target(&target).unwrap();
+        let mut client = TestServiceClient::new(channel);
+        if let Err(status) = client.unary(EchoRequest::default()).await {
+            panic!("round {round}: the first call failed: {status:?}");
+        }
+    }
+}

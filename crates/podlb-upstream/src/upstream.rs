@@ -11,6 +11,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use podlb_balance::{EndpointSet, Keyed, Load, Policy, PolicyKind};
@@ -33,6 +34,9 @@ pub struct Upstream {
     policy: Box<dyn Policy<Arc<EndpointConnection>>>,
     follower: JoinHandle<()>,
     discovery: Discovery,
+    /// The follower has applied discovery's first answer to the set (which
+    /// can lag the answer itself on a multi-threaded runtime).
+    applied: Arc<AtomicBool>,
     waiters: Arc<Waiters>,
     connect_timeout: Duration,
 }
@@ -54,12 +58,14 @@ impl Upstream {
         let endpoints = Arc::new(Endpoints::new());
         let waiters = Arc::new(Waiters::default());
         let connect_timeout = settings.connect_timeout;
+        let applied = Arc::new(AtomicBool::new(false));
         let follower = tokio::spawn(follow_discovery(
             name.clone(),
             discovery.clone(),
             endpoints.clone(),
             settings,
             waiters.clone(),
+            applied.clone(),
         ));
         Upstream {
             name,
@@ -68,6 +74,7 @@ impl Upstream {
             policy: policy.build(),
             follower,
             discovery,
+            applied,
             waiters,
             connect_timeout,
         }
@@ -93,7 +100,7 @@ impl Upstream {
     /// attempt is under way (a proxy that just started). Once every endpoint
     /// has been tried, calls fail fast.
     pub fn is_starting(&self) -> bool {
-        !self.discovery.current().resolved
+        !self.applied.load(Ordering::Acquire)
             || self.endpoints.snapshot().iter().any(|e| e.is_starting())
     }
 
@@ -228,6 +235,7 @@ async fn follow_discovery(
     endpoints: Arc<Endpoints>,
     settings: ConnectionSettings,
     waiters: Arc<Waiters>,
+    applied: Arc<AtomicBool>,
 ) {
     let mut resolutions = discovery.subscribe();
     loop {
@@ -247,6 +255,9 @@ async fn follow_discovery(
                 "endpoint left discovery: no new calls; calls in flight finish"
             );
             endpoint.remove();
+        }
+        if resolution.resolved {
+            applied.store(true, Ordering::Release);
         }
         waiters.changed();
         if resolutions.changed().await.is_err() {
