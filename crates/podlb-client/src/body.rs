@@ -166,12 +166,14 @@ impl Body for ResponseBody {
             return Poll::Ready(None);
         }
         if s.deadline_passed(cx) {
-            // Dropping the cancel sender resets the stream (the pump sees
-            // it), and the caller gets DEADLINE_EXCEEDED from us.
+            // The server must stop too: the request pump (if still
+            // sending) resets its side, and dropping the receive side here
+            // lets h2 send RST_STREAM(CANCEL) at once. The caller gets
+            // DEADLINE_EXCEEDED from us.
             if let Some(cancel) = s.cancel.take() {
                 let _ = cancel.send(());
             }
-            s.lease = None;
+            self.inner = None;
             return Poll::Ready(Some(Ok(Frame::trailers(deadline_trailers()))));
         }
         if !s.data_done {
