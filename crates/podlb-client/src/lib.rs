@@ -15,14 +15,33 @@
 //! disconnected endpoint is never picked, a server's GOAWAY drains its
 //! connection and calls it never processed are sent again elsewhere.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! // Any tonic-generated client takes the channel, e.g.
-//! // let mut greeter = GreeterClient::new(channel.clone());
-//! let channel = podlb_client::Channel::builder("dns:///greeter.default.svc.cluster.local:50051")?
+//! Two greeter servers, and a generated client balancing over them:
+//!
+//! ```
+//! # use podlb_backend::{GreeterClient, pb::HelloRequest};
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let mut addrs = Vec::new();
+//! # for id in ["b1", "b2"] {
+//! #     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! #     addrs.push(listener.local_addr()?.to_string());
+//! #     tokio::spawn(podlb_backend::serve(listener, id, std::future::pending()));
+//! # }
+//! let target = format!("static:///{},{}", addrs[0], addrs[1]);
+//! // Or dns:///greeter.default.svc.cluster.local:50051, or
+//! // kubernetes:///greeter.default:grpc
+//! let channel = podlb_client::Channel::builder(&target)?
 //!     .policy(podlb_client::PolicyKind::RoundRobin)
-//!     .wait_for_ready(true)
 //!     .build()?;
+//! let mut greeter = GreeterClient::new(channel.clone());
+//! let mut answered_by = Vec::new();
+//! for _ in 0..4 {
+//!     let request = HelloRequest { name: "world".into() };
+//!     let reply = greeter.say_hello(request).await?.into_inner();
+//!     answered_by.push(podlb_backend::backend_of(&reply).to_string());
+//! }
+//! answered_by.sort();
+//! assert_eq!(answered_by, ["b1", "b1", "b2", "b2"]);
 //! for endpoint in channel.endpoints() {
 //!     println!("{} {:?} {} in flight", endpoint.addr, endpoint.state, endpoint.in_flight);
 //! }
