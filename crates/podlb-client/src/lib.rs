@@ -49,6 +49,11 @@
 //! # }
 //! ```
 //!
+//! Connections are plaintext HTTP/2 (h2c) for now. TLS is planned: it will
+//! plug into the endpoint connection (`podlb-upstream`), which both the
+//! channel and the proxy use, as a connector setting beside the windows
+//! and keepalive.
+//!
 //! Targets: `static:///10.0.0.1:50051,10.0.0.2:50051`,
 //! `dns:///NAME:PORT`, `kubernetes:///SERVICE.NAMESPACE:PORT` (the cargo
 //! feature `kubernetes`, on by default). Failures are gRPC statuses:
