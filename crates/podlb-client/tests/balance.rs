@@ -136,7 +136,7 @@ async fn peak_ewma_sends_fewer_sequential_calls_to_a_much_slower_server() {
     for _ in 0..calls {
         ids.push(client.unary(small()).await.unwrap().into_inner().backend);
     }
-    let counts = fault_support::tally(ids.iter().map(String::as_str));
+    let counts = podlb_testkit::tally(ids.iter().map(String::as_str));
     let to_slow = slow_share(&counts, calls);
     assert!(to_slow < calls / 5, "{counts:?}");
     assert_eq!(slow.calls_started(), to_slow as u64);

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
 use podlb_client::{Channel, PolicyKind};
-use podlb_testkit::{EchoRequest, TestBackend};
+use podlb_testkit::{EchoRequest, TestBackend, tally};
 use semantics_support::{client, ready_channel};
 
 const IDS: [&str; 3] = ["a", "b", "c"];
@@ -26,15 +26,6 @@ async fn three_backends() -> (Vec<TestBackend>, Channel) {
     let addrs: Vec<_> = backends.iter().map(TestBackend::addr).collect();
     let channel = ready_channel(&addrs, PolicyKind::RoundRobin).await;
     (backends, channel)
-}
-
-/// How many times each backend was named.
-fn tally<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for name in names {
-        *seen.entry(name.to_owned()).or_insert(0) += 1;
-    }
-    seen
 }
 
 /// Each of the three backends named `n` times.

@@ -18,10 +18,11 @@ mod fault_support;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use fault_support::{counted_calls, start_pods, started, tally, wait_for_endpoints};
+use fault_support::{counted_calls, started, wait_for_endpoints};
 use podlb_client::{Channel, PolicyKind};
 use podlb_testkit::TestServiceClient;
 use podlb_testkit::dns_server::DnsServer;
+use podlb_testkit::{start_pods, tally};
 
 const NAME: &str = "greeter.podlb.test";
 

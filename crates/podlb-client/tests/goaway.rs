@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fault_support::{PATIENCE, small, static_channel, tally, wait_for_endpoints};
+use fault_support::{PATIENCE, small, static_channel, wait_for_endpoints};
 use podlb_client::PolicyKind;
+use podlb_testkit::tally;
 use podlb_testkit::{EchoRequest, TestBackend, TestServiceClient};
 use tonic::Status;
 

@@ -14,12 +14,12 @@ mod fault_support;
 
 use std::time::Duration;
 
-use fault_support::{
-    counted_calls, endpoint_slice_yaml, start_pods, started, tally, wait_for_endpoints,
-};
+use fault_support::{counted_calls, started, wait_for_endpoints};
 use podlb_client::{Channel, PolicyKind};
 use podlb_testkit::TestServiceClient;
 use podlb_testkit::kube::KubeCluster;
+use podlb_testkit::kube::endpoint_slice_yaml;
+use podlb_testkit::{start_pods, tally};
 
 /// Calls counted after each change; round robin gives each ready pod an
 /// equal share.

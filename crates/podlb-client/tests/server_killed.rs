@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fault_support::{
-    PATIENCE, counted_calls, small, static_channel, tally, wait_for_endpoints, wait_not_ready,
-    wait_until,
+    PATIENCE, counted_calls, small, static_channel, wait_for_endpoints, wait_not_ready, wait_until,
 };
 use podlb_client::{EndpointState, PolicyKind};
+use podlb_testkit::tally;
 use podlb_testkit::{CallStats, EchoRequest, TestBackend, TestServiceClient};
 use tonic::{Code, Status};
 

@@ -243,3 +243,34 @@ impl Drop for TestBackend {
         }
     }
 }
+
+/// `count` backends on pod-like addresses 127.0.0.11, .12, ... all on one
+/// port, as the pods of a Deployment are, named `pod-11`, `pod-12`, ...;
+/// returns them and the port.
+pub async fn start_pods(count: u8) -> (Vec<TestBackend>, u16) {
+    use tokio::net::TcpListener;
+    'port: for _ in 0..20 {
+        let first = TcpListener::bind("127.0.0.11:0").await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![first];
+        for i in 1..count {
+            match TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, 11 + i), port)).await {
+                Ok(listener) => listeners.push(listener),
+                Err(_) => continue 'port,
+            }
+        }
+        let pods = listeners
+            .into_iter()
+            .map(|listener| {
+                let ip = listener.local_addr().unwrap().ip().to_string();
+                let last = ip.rsplit('.').next().unwrap_or_default().to_string();
+                TestBackend::start_on(&format!("pod-{last}"), listener)
+            })
+            .collect();
+        return (pods, port);
+    }
+    panic!(
+        "found no port free on all of 127.0.0.11 to .{} in 20 tries",
+        10 + count
+    );
+}

@@ -356,3 +356,36 @@ impl Drop for KubeCluster {
         }
     }
 }
+
+/// A `discovery.k8s.io/v1beta1` EndpointSlice named `name` in `namespace`
+/// for Service `service` (the `kubernetes.io/service-name` label), IPv4, one
+/// port named `grpc`. Each endpoint is an address and its conditions as a
+/// YAML flow mapping, e.g. `("127.0.0.11", "{ready: true}")`.
+pub fn endpoint_slice_yaml(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    port: u16,
+    endpoints: &[(&str, &str)],
+) -> String {
+    use std::fmt::Write as _;
+    let mut yaml = format!(
+        "apiVersion: discovery.k8s.io/v1beta1\n\
+         kind: EndpointSlice\n\
+         metadata:\n  name: {name}\n  namespace: {namespace}\n  \
+         labels: {{kubernetes.io/service-name: {service}}}\n\
+         addressType: IPv4\n\
+         ports: [{{name: grpc, port: {port}, protocol: TCP}}]\n\
+         endpoints:\n"
+    );
+    if endpoints.is_empty() {
+        yaml.push_str("  []\n");
+    }
+    for (address, conditions) in endpoints {
+        let _ = writeln!(
+            yaml,
+            "- addresses: [\"{address}\"]\n  conditions: {conditions}"
+        );
+    }
+    yaml
+}

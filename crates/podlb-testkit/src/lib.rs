@@ -58,7 +58,7 @@ use std::net::SocketAddr;
 
 use tonic::transport::Channel;
 
-pub use backend::{BackendOptions, TestBackend};
+pub use backend::{BackendOptions, TestBackend, start_pods};
 pub use pb::test_service_client::TestServiceClient;
 pub use pb::{EchoReply, EchoRequest};
 pub use stats::{CallCounts, CallStats};
@@ -80,4 +80,15 @@ pub async fn connect(addr: SocketAddr) -> TestServiceClient<Channel> {
         .await
         .unwrap_or_else(|e| panic!("connect to test service at {addr}: {e}"));
     TestServiceClient::new(channel)
+}
+
+/// Counts replies per backend id.
+pub fn tally<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for id in ids {
+        *counts.entry(id.to_string()).or_insert(0) += 1;
+    }
+    counts
 }

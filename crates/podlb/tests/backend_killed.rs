@@ -94,7 +94,7 @@ async fn calls_after_the_proxy_notices_a_kill_all_succeed_on_the_live_backends()
     let proxy = TestProxy::start(&[b1.addr(), dead, b3.addr()], PolicyKind::default()).await;
     let mut client = proxy.client().await;
 
-    let before = support::tally(
+    let before = podlb_testkit::tally(
         sequential_calls(&mut client, 90)
             .await
             .unwrap()
@@ -111,7 +111,7 @@ async fn calls_after_the_proxy_notices_a_kill_all_succeed_on_the_live_backends()
     wait_not_ready(&proxy, dead).await;
 
     let after = match sequential_calls(&mut client, 300).await {
-        Ok(ids) => support::tally(ids.iter().map(String::as_str)),
+        Ok(ids) => podlb_testkit::tally(ids.iter().map(String::as_str)),
         Err(failed) => panic!(
             "{} of 300 calls failed after the proxy noticed the kill, first: {:?}",
             failed.len(),
@@ -230,7 +230,7 @@ async fn under_load_only_calls_on_the_killed_backend_fail_and_they_name_it() {
             }
         }
     }
-    let after = support::tally(after);
+    let after = podlb_testkit::tally(after);
     assert_eq!(after.get("b2"), None, "{after:?}");
     assert!(after.values().sum::<usize>() >= 1000, "{after:?}");
     // How many of the load's own calls were caught on the dead backend
@@ -262,7 +262,7 @@ async fn a_killed_backend_restarted_on_its_address_gets_calls_again() {
         .await;
 
     let ids = sequential_calls(&mut client, 300).await.unwrap();
-    let counts = support::tally(ids.iter().map(String::as_str));
+    let counts = podlb_testkit::tally(ids.iter().map(String::as_str));
     // Three ready backends share 300 calls; the returning one gets about a
     // third, far above this floor, and a proxy that never re-admits it gets 0.
     let returned = counts.get("b2-again").copied().unwrap_or(0);

@@ -41,7 +41,7 @@ async fn spread(client: &TestServiceClient<Channel>, in_flight: usize) -> BTreeM
         .buffer_unordered(in_flight)
         .collect()
         .await;
-    support::tally(ids.iter().map(String::as_str))
+    podlb_testkit::tally(ids.iter().map(String::as_str))
 }
 
 /// Starts three plain backends and a proxy with `policy` in front of them.
@@ -167,7 +167,7 @@ async fn peak_ewma_sends_fewer_sequential_calls_to_a_much_slower_backend() {
         }
         ids
     };
-    let counts = support::tally(ids.iter().map(String::as_str));
+    let counts = podlb_testkit::tally(ids.iter().map(String::as_str));
     let to_slow = slow_share(&counts, calls);
     assert!(to_slow < calls / 5, "{counts:?}");
     assert_eq!(slow.calls_started(), to_slow as u64);

@@ -99,7 +99,7 @@ async fn calls(client: &mut TestServiceClient<Channel>, n: usize) -> BTreeMap<St
             .unwrap_or_else(|status| panic!("a call failed: {status:?}"));
         ids.push(reply.into_inner().backend);
     }
-    support::tally(ids.iter().map(String::as_str))
+    podlb_testkit::tally(ids.iter().map(String::as_str))
 }
 
 #[tokio::test]
@@ -116,7 +116,10 @@ async fn calls_follow_the_names_records_as_they_are_added_and_removed() {
     let proxy = proxy(&dns, port, every_secs(1, 1)).await;
     wait_for_endpoints(&proxy, &[b11.addr()]).await;
     let mut client = proxy.client().await;
-    assert_eq!(calls(&mut client, 10).await, support::tally(["b11"; 10]));
+    assert_eq!(
+        calls(&mut client, 10).await,
+        podlb_testkit::tally(["b11"; 10])
+    );
 
     dns.set(NAME, &[ip(b11.addr()), ip(b12.addr())]);
     wait_for_endpoints(&proxy, &[b11.addr(), b12.addr()]).await;
@@ -125,7 +128,10 @@ async fn calls_follow_the_names_records_as_they_are_added_and_removed() {
 
     dns.set(NAME, &[ip(b12.addr())]);
     wait_for_endpoints(&proxy, &[b12.addr()]).await;
-    assert_eq!(calls(&mut client, 10).await, support::tally(["b12"; 10]));
+    assert_eq!(
+        calls(&mut client, 10).await,
+        podlb_testkit::tally(["b12"; 10])
+    );
 }
 
 #[tokio::test]
@@ -143,7 +149,10 @@ async fn a_failed_connection_makes_the_proxy_look_the_name_up_at_once() {
     let proxy = proxy(&dns, port, every_secs(1, 60)).await;
     wait_for_endpoints(&proxy, &[b11.addr()]).await;
     let mut client = proxy.client().await;
-    assert_eq!(calls(&mut client, 3).await, support::tally(["b11"; 3]));
+    assert_eq!(
+        calls(&mut client, 3).await,
+        podlb_testkit::tally(["b11"; 3])
+    );
 
     // The pod moves: a new record, a new backend, the old one gone.
     let b11_addr = b11.addr();
@@ -152,7 +161,10 @@ async fn a_failed_connection_makes_the_proxy_look_the_name_up_at_once() {
     b11.kill().await;
 
     wait_for_endpoints(&proxy, &[b12.addr()]).await;
-    assert_eq!(calls(&mut client, 5).await, support::tally(["b12"; 5]));
+    assert_eq!(
+        calls(&mut client, 5).await,
+        podlb_testkit::tally(["b12"; 5])
+    );
     assert!(
         proxy
             .state_of(b11_addr)

@@ -90,6 +90,6 @@ async fn a_graceful_shutdown_under_load_loses_no_call() {
     let counts = draining.counts();
     assert_eq!((counts.started, counts.cancelled), (served_by_b2, 0));
     assert_eq!(counts.finished, served_by_b2);
-    let tally = support::tally(ids.iter().map(String::as_str));
+    let tally = podlb_testkit::tally(ids.iter().map(String::as_str));
     assert_eq!(tally.get("b2").copied(), Some(served_by_b2 as usize));
 }

@@ -28,10 +28,11 @@ async fn the_proxy_keeps_the_last_endpoints_while_the_api_server_is_down_and_res
         return;
     };
     let ns = tokio::task::block_in_place(|| cluster.unique_namespace("restart"));
-    let (pods, port) = support::start_pods(2).await;
+    let (pods, port) = podlb_testkit::start_pods(2).await;
     let (a11, a12) = (pods[0].addr(), pods[1].addr());
     let slice = |endpoints: &[(&str, &str)]| {
-        let yaml = support::endpoint_slice_yaml(&ns, "greeter-a", "greeter", port, endpoints);
+        let yaml =
+            podlb_testkit::kube::endpoint_slice_yaml(&ns, "greeter-a", "greeter", port, endpoints);
         tokio::task::block_in_place(|| cluster.apply_yaml(&yaml));
     };
     slice(&[
@@ -63,7 +64,7 @@ async fn the_proxy_keeps_the_last_endpoints_while_the_api_server_is_down_and_res
         during.extend(ids);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let counts = support::tally(during.iter().map(String::as_str));
+    let counts = podlb_testkit::tally(during.iter().map(String::as_str));
     assert_eq!(
         counts.keys().map(String::as_str).collect::<Vec<_>>(),
         ["pod-11", "pod-12"],
@@ -83,7 +84,7 @@ async fn the_proxy_keeps_the_last_endpoints_while_the_api_server_is_down_and_res
     )
     .await;
     let ids = support::call_backends(&mut client, 60).await.unwrap();
-    let counts = support::tally(ids.iter().map(String::as_str));
+    let counts = podlb_testkit::tally(ids.iter().map(String::as_str));
     assert_eq!(
         counts.keys().map(String::as_str).collect::<Vec<_>>(),
         ["pod-11"],

@@ -71,7 +71,7 @@ async fn a_service_of_three_slices_resolves_to_all_250_endpoints_and_loses_only_
                 .iter()
                 .map(|a| (a.as_str(), "{ready: true}"))
                 .collect();
-            support::endpoint_slice_yaml(&ns, name, "many", PORT, &endpoints)
+            podlb_testkit::kube::endpoint_slice_yaml(&ns, name, "many", PORT, &endpoints)
         })
         .collect();
     tokio::task::block_in_place(|| cluster.apply_yaml(&yaml.join("---\n")));

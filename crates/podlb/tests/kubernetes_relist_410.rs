@@ -52,7 +52,7 @@ async fn after_a_410_discovery_lists_again_and_converges_on_changes_it_missed() 
     let ns = tokio::task::block_in_place(|| cluster.unique_namespace("relist"));
     let kubectl = |args: &[&str]| tokio::task::block_in_place(|| cluster.kubectl_ok(args));
     let slice = |name: &str, endpoints: &[(&str, &str)]| {
-        let yaml = support::endpoint_slice_yaml(&ns, name, "relist", PORT, endpoints);
+        let yaml = podlb_testkit::kube::endpoint_slice_yaml(&ns, name, "relist", PORT, endpoints);
         tokio::task::block_in_place(|| cluster.apply_yaml(&yaml));
     };
     slice("relist-a", &[("192.0.2.1", READY)]);

@@ -21,10 +21,10 @@ async fn calls_in_flight_on_a_removed_pod_finish_and_new_calls_go_elsewhere() {
     };
     let ns = tokio::task::block_in_place(|| cluster.unique_namespace("drain"));
     let apply = |yaml: String| tokio::task::block_in_place(|| cluster.apply_yaml(&yaml));
-    let (pods, port) = support::start_pods(2).await;
+    let (pods, port) = podlb_testkit::start_pods(2).await;
     let (a11, a12) = (pods[0].addr(), pods[1].addr());
     let ready = "{ready: true}";
-    apply(support::endpoint_slice_yaml(
+    apply(podlb_testkit::kube::endpoint_slice_yaml(
         &ns,
         "greeter-a",
         "greeter",
@@ -60,7 +60,7 @@ async fn calls_in_flight_on_a_removed_pod_finish_and_new_calls_go_elsewhere() {
     pods[1].wait_for_started(1).await;
 
     // .12 leaves the Service while its calls are running.
-    apply(support::endpoint_slice_yaml(
+    apply(podlb_testkit::kube::endpoint_slice_yaml(
         &ns,
         "greeter-a",
         "greeter",

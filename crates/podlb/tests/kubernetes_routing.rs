@@ -40,7 +40,7 @@ async fn assert_calls_reach(
     let ids = support::call_backends(client, CALLS)
         .await
         .unwrap_or_else(|status| panic!("{after}: a call failed: {status:?}"));
-    let counts: BTreeMap<String, usize> = support::tally(ids.iter().map(String::as_str));
+    let counts: BTreeMap<String, usize> = podlb_testkit::tally(ids.iter().map(String::as_str));
     let reached: Vec<&str> = counts.keys().map(String::as_str).collect();
     assert_eq!(
         reached, expected,
@@ -59,10 +59,10 @@ async fn calls_follow_ready_pods_and_fail_fast_once_the_service_has_no_slice() {
     };
     let ns = tokio::task::block_in_place(|| cluster.unique_namespace("routing"));
     let apply = |yaml: String| tokio::task::block_in_place(|| cluster.apply_yaml(&yaml));
-    let (pods, port) = support::start_pods(3).await;
+    let (pods, port) = podlb_testkit::start_pods(3).await;
     let [a11, a12, a13] = [0, 1, 2].map(|i| pods[i].addr());
     let slice_at = |name: &str, endpoints: &[(&str, &str)]| {
-        support::endpoint_slice_yaml(&ns, name, "greeter", port, endpoints)
+        podlb_testkit::kube::endpoint_slice_yaml(&ns, name, "greeter", port, endpoints)
     };
     const READY: &str = "{ready: true}";
     const NOT_READY: &str = "{ready: false}";
@@ -160,7 +160,7 @@ async fn calls_follow_ready_pods_and_fail_fast_once_the_service_has_no_slice() {
 /// Whether the API server keeps `conditions.serving` of a v1beta1
 /// EndpointSlice: writes a slice for another Service and reads it back.
 fn server_keeps_terminating(cluster: &KubeCluster, ns: &str) -> bool {
-    cluster.apply_yaml(&support::endpoint_slice_yaml(
+    cluster.apply_yaml(&podlb_testkit::kube::endpoint_slice_yaml(
         ns,
         "probe",
         "probe",

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use podlb_client::{Channel, EndpointState, EndpointStatus, PolicyKind};
-use podlb_testkit::{EchoRequest, TestBackend, TestServiceClient};
+use podlb_testkit::{EchoRequest, TestBackend, TestServiceClient, tally};
 use tonic::Status;
 
 /// How long the channel may take to see a change (a connect, a lost
@@ -103,15 +103,6 @@ pub async fn wait_none_ready(channel: &Channel) {
     .await;
 }
 
-/// Counts replies per backend id.
-pub fn tally<'a>(ids: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for id in ids {
-        *counts.entry(id.to_string()).or_insert(0) += 1;
-    }
-    counts
-}
-
 /// Sends `n` small unary calls one after another, each with a 20 s
 /// deadline; returns the backend that answered each, or the first failure.
 pub async fn call_backends(
@@ -177,68 +168,4 @@ pub fn assert_unavailable_naming(status: &Status, named: &[&str]) {
 /// Calls started on each of `backends`, in order.
 pub fn started(backends: &[TestBackend]) -> Vec<u64> {
     backends.iter().map(TestBackend::calls_started).collect()
-}
-
-/// `count` backends on pod-like addresses 127.0.0.11, .12, ... all on one
-/// port, as the pods of a Deployment are, named `pod-11`, `pod-12`, ...;
-/// returns them and the port.
-pub async fn start_pods(count: u8) -> (Vec<TestBackend>, u16) {
-    use tokio::net::TcpListener;
-    'port: for _ in 0..20 {
-        let first = TcpListener::bind("127.0.0.11:0").await.unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![first];
-        for i in 1..count {
-            match TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, 11 + i), port)).await {
-                Ok(listener) => listeners.push(listener),
-                Err(_) => continue 'port,
-            }
-        }
-        let pods = listeners
-            .into_iter()
-            .map(|listener| {
-                let ip = listener.local_addr().unwrap().ip().to_string();
-                let last = ip.rsplit('.').next().unwrap_or_default().to_string();
-                TestBackend::start_on(&format!("pod-{last}"), listener)
-            })
-            .collect();
-        return (pods, port);
-    }
-    panic!(
-        "found no port free on all of 127.0.0.11 to .{} in 20 tries",
-        10 + count
-    );
-}
-
-/// A `discovery.k8s.io/v1beta1` EndpointSlice named `name` in `namespace`
-/// for Service `service` (the `kubernetes.io/service-name` label), IPv4, one
-/// port named `grpc`. Each endpoint is an address and its conditions as a
-/// YAML flow mapping, e.g. `("127.0.0.11", "{ready: true}")`.
-pub fn endpoint_slice_yaml(
-    namespace: &str,
-    name: &str,
-    service: &str,
-    port: u16,
-    endpoints: &[(&str, &str)],
-) -> String {
-    use std::fmt::Write as _;
-    let mut yaml = format!(
-        "apiVersion: discovery.k8s.io/v1beta1\n\
-         kind: EndpointSlice\n\
-         metadata:\n  name: {name}\n  namespace: {namespace}\n  \
-         labels: {{kubernetes.io/service-name: {service}}}\n\
-         addressType: IPv4\n\
-         ports: [{{name: grpc, port: {port}, protocol: TCP}}]\n\
-         endpoints:\n"
-    );
-    if endpoints.is_empty() {
-        yaml.push_str("  []\n");
-    }
-    for (address, conditions) in endpoints {
-        let _ = writeln!(
-            yaml,
-            "- addresses: [\"{address}\"]\n  conditions: {conditions}"
-        );
-    }
-    yaml
 }

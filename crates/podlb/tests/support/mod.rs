@@ -152,50 +152,6 @@ pub fn grpc_frame(message: &impl prost::Message) -> bytes::Bytes {
     frame.into()
 }
 
-/// Counts replies per backend id.
-pub fn tally<'a>(
-    ids: impl IntoIterator<Item = &'a str>,
-) -> std::collections::BTreeMap<String, usize> {
-    let mut counts = std::collections::BTreeMap::new();
-    for id in ids {
-        *counts.entry(id.to_string()).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// A `discovery.k8s.io/v1beta1` EndpointSlice named `name` in `namespace`
-/// for Service `service` (the `kubernetes.io/service-name` label), IPv4, one
-/// port named `grpc`. Each endpoint is an address and its conditions as a
-/// YAML flow mapping, e.g. `("127.0.0.11", "{ready: true}")`.
-pub fn endpoint_slice_yaml(
-    namespace: &str,
-    name: &str,
-    service: &str,
-    port: u16,
-    endpoints: &[(&str, &str)],
-) -> String {
-    use std::fmt::Write as _;
-    let mut yaml = format!(
-        "apiVersion: discovery.k8s.io/v1beta1\n\
-         kind: EndpointSlice\n\
-         metadata:\n  name: {name}\n  namespace: {namespace}\n  \
-         labels: {{kubernetes.io/service-name: {service}}}\n\
-         addressType: IPv4\n\
-         ports: [{{name: grpc, port: {port}, protocol: TCP}}]\n\
-         endpoints:\n"
-    );
-    if endpoints.is_empty() {
-        yaml.push_str("  []\n");
-    }
-    for (address, conditions) in endpoints {
-        let _ = writeln!(
-            yaml,
-            "- addresses: [\"{address}\"]\n  conditions: {conditions}"
-        );
-    }
-    yaml
-}
-
 /// Waits until discovery's resolution satisfies `pred`, for at most
 /// `timeout`; panics saying what was `expected` and the last resolution
 /// seen. Returns the resolution that satisfied it.
@@ -228,37 +184,6 @@ pub async fn wait_for_resolution(
             )
         }
     }
-}
-
-/// `count` backends on pod-like addresses 127.0.0.11, .12, ... all on one
-/// port, as the pods of a Deployment are, named `pod-11`, `pod-12`, ...;
-/// returns them and the port.
-pub async fn start_pods(count: u8) -> (Vec<podlb_testkit::TestBackend>, u16) {
-    use tokio::net::TcpListener;
-    'port: for _ in 0..20 {
-        let first = TcpListener::bind("127.0.0.11:0").await.unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![first];
-        for i in 1..count {
-            match TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, 11 + i), port)).await {
-                Ok(listener) => listeners.push(listener),
-                Err(_) => continue 'port,
-            }
-        }
-        let pods = listeners
-            .into_iter()
-            .map(|listener| {
-                let ip = listener.local_addr().unwrap().ip().to_string();
-                let last = ip.rsplit('.').next().unwrap_or_default().to_string();
-                podlb_testkit::TestBackend::start_on(&format!("pod-{last}"), listener)
-            })
-            .collect();
-        return (pods, port);
-    }
-    panic!(
-        "found no port free on all of 127.0.0.11 to .{} in 20 tries",
-        10 + count
-    );
 }
 
 /// Waits until the proxy's endpoints are exactly `expected`, every one
