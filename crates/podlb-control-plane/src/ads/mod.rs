@@ -1,0 +1,1 @@
+//! The ADS server (to be written).
