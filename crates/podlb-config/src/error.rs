@@ -17,6 +17,18 @@ pub struct At {
     pub field: String,
 }
 
+impl At {
+    /// Where `value` is in `file`, under the field path `field`.
+    pub fn of<T>(file: &str, value: &serde_saphyr::Spanned<T>, field: impl Into<String>) -> At {
+        At {
+            file: file.to_string(),
+            line: value.referenced.line(),
+            column: value.referenced.column(),
+            field: field.into(),
+        }
+    }
+}
+
 impl fmt::Display for At {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.file, self.line, self.column)?;
@@ -104,6 +116,14 @@ pub enum Error {
         value: String,
         /// The form it must have.
         expected: &'static str,
+    },
+    /// A value another podlb file (read with [`crate::read_yaml`]) cannot use.
+    #[error("{at}: {message}")]
+    Invalid {
+        /// The value at fault.
+        at: At,
+        /// What is wrong and what to write instead.
+        message: String,
     },
     /// A route's `match` names none, or more than one, of `method`, `service` and `prefix`.
     #[error(

@@ -34,6 +34,13 @@ pub fn load(path: &Path) -> Result<ProxyConfig, Error> {
     parse(&text, &file)
 }
 
+/// Reads YAML `text` into the schema `T` of another podlb file (the control
+/// plane's catalog); `file_name` names it in errors, which read like the
+/// proxy config's: `file:line:column: field: what is wrong`.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(text: &str, file_name: &str) -> Result<T, Error> {
+    yaml::read_as(text, file_name)
+}
+
 /// Validates config `text`; `file_name` names it in errors.
 pub fn parse(text: &str, file_name: &str) -> Result<ProxyConfig, Error> {
     let raw = yaml::read(text, file_name)?;

@@ -9,8 +9,16 @@ use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 use crate::error::{At, Error};
 use crate::schema;
 
-/// Deserializes `text` into the file's schema; `file` names it in errors.
+
+/// Deserializes `text` into the proxy file's schema; `file` names it in errors.
 pub(crate) fn read(text: &str, file: &str) -> Result<schema::File, Error> {
+    read_as(text, file)
+}
+
+/// Deserializes `text` into any schema `T`; `file` names it in errors. The
+/// control plane's catalog file is read with this too, so its errors read
+/// the same as the proxy's.
+pub(crate) fn read_as<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, Error> {
     let options = serde_saphyr::options! { with_snippet: false };
     let mut path = None;
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
