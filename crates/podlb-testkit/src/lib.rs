@@ -20,6 +20,8 @@
 //! - [`dns_server`]: a real DNS server (dnsmasq) answering for
 //!   `podlb.test` from records a test sets, removes or stops answering.
 //! - [`kube`]: a real Kubernetes API server, run by `scripts/kube-test-cluster.sh`.
+//! - [`xds_peers`]: real xDS clients of the control plane (grpcio, grpc-js-xds,
+//!   Envoy), installed by `scripts/xds-peers.sh`.
 //!
 //! Every peer behaves the same way, so a scenario passes against any of
 //! them, directly or through the proxy:
@@ -50,6 +52,7 @@ pub mod kube;
 pub mod python;
 mod service;
 mod stats;
+pub mod xds_peers;
 
 #[cfg(test)]
 mod tests;
