@@ -68,4 +68,24 @@ pub enum Error {
         /// The target URI.
         target: String,
     },
+    /// The API server refused one of a Kubernetes catalog's requests (its
+    /// Service watch or its EndpointSlice watch) for lack of RBAC rights.
+    #[error(
+        "{catalog}: the Kubernetes API refused to {verb} {resource} in {scope} ({message}); grant the verbs get, list and watch on {resource} {grant} to podlb's service account",
+        scope = match namespace { Some(ns) => format!("namespace {ns:?}"), None => "all namespaces".to_string() },
+        grant = match namespace { Some(ns) => format!("in namespace {ns:?} (a Role)"), None => "in all namespaces (a ClusterRole)".to_string() },
+    )]
+    CatalogForbidden {
+        /// The catalog, as its `CatalogSelection` describes itself.
+        catalog: String,
+        /// The verb refused: `list` or `watch`.
+        verb: &'static str,
+        /// The resource refused, with its API group:
+        /// `endpointslices.discovery.k8s.io` or `services`.
+        resource: &'static str,
+        /// The namespace asked for; `None`: all namespaces.
+        namespace: Option<String>,
+        /// The API server's message.
+        message: String,
+    },
 }

@@ -35,6 +35,11 @@ use tokio::sync::Notify;
 
 pub use error::Error;
 pub use hub::{Discovery, DiscoveryHub, Resolution};
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::catalog::{
+    CatalogEvent, CatalogSelection, CatalogStream, ServiceKey, ServicePort, ServiceView,
+    watch_catalog,
+};
 
 /// The raw updates of one source, in order, with the errors it met along
 /// the way. It ends only when the source can never change again.

@@ -11,27 +11,31 @@
 //! Every event yields the merged set, so a subscriber always sees the
 //! whole Service, never one slice taken for all of it. Errors are yielded
 //! and the watch goes on; connecting retries with backoff.
+//!
+//! [`catalog`] watches many Services at once (two watches per selection,
+//! for the xDS control plane) on the same connection, slice reading and
+//! error mapping.
 
 mod api;
+pub(crate) mod catalog;
+mod relist;
 mod slices;
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::{StreamExt, stream};
+use futures_util::{Stream, StreamExt, stream};
 use kube::core::DynamicObject;
 use kube::runtime::{WatchStreamExt, watcher};
 use podlb_core::{KubernetesTarget, Target, Update};
 use tokio::sync::mpsc;
 
 use crate::{Error, KubernetesOptions, UpdateStream};
-use api::SliceApi;
-use slices::{ServiceSlices, SliceBody};
+use api::Watched;
+use slices::{ServiceSlices, Slice, SliceBody};
 
 /// The label the EndpointSlice controller puts on a Service's slices.
 const SERVICE_LABEL: &str = "kubernetes.io/service-name";
-/// Retry delays for connecting (credentials, API discovery).
-const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(500);
-const CONNECT_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The updates of a `kubernetes:///` target, from a task that stops when
 /// the stream is dropped.
@@ -40,11 +44,24 @@ pub(crate) fn discover(
     kube: KubernetesTarget,
     options: KubernetesOptions,
 ) -> UpdateStream {
+    task_stream(move |tx| async move { run(&target, &kube, &options, &tx).await })
+}
+
+/// The items a task sends, as a stream. The task is spawned at once and
+/// stops when the stream is dropped, even while it waits on the network.
+fn task_stream<T, F, Fut>(task: F) -> Pin<Box<dyn Stream<Item = T> + Send + 'static>>
+where
+    T: Send + 'static,
+    F: FnOnce(mpsc::Sender<T>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(16);
+    let closed = tx.clone();
+    let run = task(tx);
     tokio::spawn(async move {
         tokio::select! {
-            () = run(&target, &kube, &options, &tx) => {}
-            () = tx.closed() => {}
+            () = run => {}
+            () = closed.closed() => {}
         }
     });
     stream::unfold(rx, |mut rx| async move {
@@ -56,7 +73,8 @@ pub(crate) fn discover(
 type Sender = mpsc::Sender<Result<Update, Error>>;
 
 async fn run(target: &Target, kube: &KubernetesTarget, options: &KubernetesOptions, tx: &Sender) {
-    let api = connect_retrying(target, kube, options, tx).await;
+    let connection = api::connect_retrying(target.uri(), options, tx).await;
+    let api = connection.slice_api(kube.namespace.as_deref());
     tracing::info!(
         target = %target,
         namespace = %api.namespace,
@@ -84,7 +102,10 @@ async fn run(target: &Target, kube: &KubernetesTarget, options: &KubernetesOptio
                 }
                 Some(Err(err)) => {
                     recovery.arm();
-                    Err(api::watch_error(target.uri(), &api.namespace, err))
+                    Err(api::watch_error(
+                        Watched::Target { target: target.uri(), namespace: &api.namespace },
+                        err,
+                    ))
                 }
             },
             () = recovery.due() => {
@@ -143,26 +164,6 @@ impl RecoveryProbe {
     }
 }
 
-/// Connects, retrying with doubling delays; each failure is yielded.
-async fn connect_retrying(
-    target: &Target,
-    kube: &KubernetesTarget,
-    options: &KubernetesOptions,
-    tx: &Sender,
-) -> SliceApi {
-    let mut delay = CONNECT_RETRY_FIRST;
-    loop {
-        match api::connect(target.uri(), kube.namespace.as_deref(), options).await {
-            Ok(api) => return api,
-            Err(err) => {
-                let _ = tx.send(Err(err)).await;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(CONNECT_RETRY_MAX);
-            }
-        }
-    }
-}
-
 /// Applies one watcher event; returns whether the merged set may have
 /// changed (and so should be sent).
 fn apply(
@@ -196,14 +197,20 @@ fn apply(
     }
 }
 
-/// A slice's name and endpoints. A body that does not parse (which the API
-/// server would not send) counts as a slice with no endpoints, logged.
+/// A slice's name and its endpoints on the target's port.
 fn read(obj: DynamicObject, kube: &KubernetesTarget) -> (String, Vec<podlb_core::Endpoint>) {
     let name = obj.metadata.name.unwrap_or_default();
-    let body: SliceBody = serde_json::from_value(obj.data).unwrap_or_else(|err| {
+    let endpoints = read_slice(name.clone(), obj.data).endpoints(&kube.port);
+    (name, endpoints)
+}
+
+/// The slice named `name` from its body. A body that does not parse
+/// (which the API server would not send) counts as a slice with no
+/// endpoints, logged.
+fn read_slice(name: String, body: serde_json::Value) -> Slice {
+    let body: SliceBody = serde_json::from_value(body).unwrap_or_else(|err| {
         tracing::warn!(slice = %name, error = %err, "unreadable EndpointSlice, ignored");
         SliceBody::default()
     });
-    let endpoints = body.endpoints(&name, &kube.port);
-    (name, endpoints)
+    Slice::from_body(name, body)
 }

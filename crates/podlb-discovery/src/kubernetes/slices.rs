@@ -18,6 +18,8 @@ use std::net::IpAddr;
 use podlb_core::{Endpoint, EndpointAddr, EndpointState, PortRef, Topology};
 use serde::Deserialize;
 
+use super::relist::Relisted;
+
 /// The fields of an EndpointSlice podlb uses.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -74,111 +76,199 @@ struct SlicePort {
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
-impl SliceBody {
-    /// The endpoints of this slice named `slice`, on `port`. A slice whose
-    /// ports lack the named port, or of the FQDN address type, gives none.
-    pub(crate) fn endpoints(&self, slice: &str, port: &PortRef) -> Vec<Endpoint> {
-        if self.address_type.eq_ignore_ascii_case("FQDN") {
-            return Vec::new();
-        }
-        let Some(port) = self.port_number(port) else {
-            return Vec::new();
+/// One EndpointSlice as podlb keeps it: its ports, and its endpoints'
+/// addresses with their state and topology, before any port is chosen.
+/// Much smaller than the object the API server sends; the catalog keeps
+/// one per slice of every watched namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Slice {
+    name: String,
+    ports: Vec<NamedPort>,
+    endpoints: Vec<SliceAddresses>,
+}
+
+/// A port of a slice; an unnamed port (a Service with one unnamed port)
+/// has the empty name, as in the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NamedPort {
+    name: String,
+    port: u16,
+}
+
+/// One endpoint of a slice: its addresses share a state and a topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SliceAddresses {
+    addresses: Vec<IpAddr>,
+    state: EndpointState,
+    topology: Topology,
+}
+
+impl Slice {
+    /// The slice named `name` with this body. An FQDN slice has no
+    /// endpoints podlb can use; addresses that are not IPs are dropped.
+    pub(crate) fn from_body(name: String, body: SliceBody) -> Slice {
+        let fqdn = body.address_type.eq_ignore_ascii_case("FQDN");
+        let endpoints = match fqdn {
+            true => Vec::new(),
+            false => body
+                .endpoints
+                .into_iter()
+                .flatten()
+                .map(SliceEndpoint::into_addresses)
+                .filter(|e| !e.addresses.is_empty())
+                .collect(),
         };
-        self.endpoints
-            .iter()
+        let ports = body
+            .ports
+            .into_iter()
             .flatten()
-            .flat_map(|e| e.to_endpoints(slice, port))
-            .collect()
+            .filter_map(|p| {
+                Some(NamedPort {
+                    name: p.name.unwrap_or_default(),
+                    port: p.port?,
+                })
+            })
+            .collect();
+        Slice {
+            name,
+            ports,
+            endpoints,
+        }
     }
 
-    fn port_number(&self, port: &PortRef) -> Option<u16> {
-        match port {
-            PortRef::Number(n) => Some(*n),
-            PortRef::Name(name) => self
-                .ports
+    /// A slice from its parts: ports by name (`""`: unnamed) and number,
+    /// and one entry per address.
+    pub(crate) fn from_parts(
+        name: &str,
+        ports: &[(&str, u16)],
+        endpoints: impl IntoIterator<Item = (IpAddr, EndpointState, Topology)>,
+    ) -> Slice {
+        Slice {
+            name: name.into(),
+            ports: ports
                 .iter()
-                .flatten()
-                .find(|p| p.name.as_deref() == Some(name))
-                .and_then(|p| p.port),
+                .map(|(name, port)| NamedPort {
+                    name: (*name).into(),
+                    port: *port,
+                })
+                .collect(),
+            endpoints: endpoints
+                .into_iter()
+                .map(|(ip, state, topology)| SliceAddresses {
+                    addresses: vec![ip],
+                    state,
+                    topology,
+                })
+                .collect(),
         }
+    }
+
+    /// The slice's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of its port named `name` (`""`: the unnamed port).
+    pub(crate) fn port_named(&self, name: &str) -> Option<u16> {
+        self.ports.iter().find(|p| p.name == name).map(|p| p.port)
+    }
+
+    /// Its endpoints on `port`, as a `kubernetes:///` target names it: a
+    /// number is the endpoints' port itself, a name is looked up in the
+    /// slice's ports (none if the slice lacks it).
+    pub(crate) fn endpoints(&self, port: &PortRef) -> Vec<Endpoint> {
+        let number = match port {
+            PortRef::Number(n) => Some(*n),
+            PortRef::Name(name) => self.port_named(name),
+        };
+        number
+            .map(|n| self.endpoints_on(n).collect())
+            .unwrap_or_default()
+    }
+
+    /// Its endpoints, each address on `port`.
+    pub(crate) fn endpoints_on(&self, port: u16) -> impl Iterator<Item = Endpoint> + '_ {
+        self.endpoints.iter().flat_map(move |e| {
+            e.addresses.iter().map(move |ip| {
+                Endpoint::new(EndpointAddr::from(std::net::SocketAddr::new(*ip, port)))
+                    .with_state(e.state)
+                    .with_topology(e.topology.clone())
+                    .with_source(self.name.clone())
+            })
+        })
     }
 }
 
 impl SliceEndpoint {
-    fn to_endpoints(&self, slice: &str, port: u16) -> impl Iterator<Item = Endpoint> + '_ {
+    fn into_addresses(self) -> SliceAddresses {
         let state = EndpointState::from_conditions(
             self.conditions.ready,
             self.conditions.serving,
             self.conditions.terminating,
         );
+        let mut topology = self.topology;
         let topology = Topology::new(
-            self.zone
-                .clone()
-                .or_else(|| self.topology.get(ZONE_LABEL).cloned()),
-            self.node_name
-                .clone()
-                .or_else(|| self.topology.get(HOSTNAME_LABEL).cloned()),
+            self.zone.or_else(|| topology.remove(ZONE_LABEL)),
+            self.node_name.or_else(|| topology.remove(HOSTNAME_LABEL)),
             self.hints
-                .iter()
-                .flat_map(|h| h.for_zones.iter().map(|z| z.name.clone()))
+                .into_iter()
+                .flat_map(|h| h.for_zones.into_iter().map(|z| z.name))
                 .collect(),
         );
-        let slice = slice.to_string();
-        self.addresses
-            .iter()
-            .filter_map(|a| a.parse::<IpAddr>().ok())
-            .map(move |ip| {
-                Endpoint::new(EndpointAddr::from(std::net::SocketAddr::new(ip, port)))
-                    .with_state(state)
-                    .with_topology(topology.clone())
-                    .with_source(slice.clone())
-            })
+        SliceAddresses {
+            addresses: self
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse::<IpAddr>().ok())
+                .collect(),
+            state,
+            topology,
+        }
     }
 }
 
-/// The current slices of one Service, merged. While a (re-)list is under
-/// way its slices are gathered aside and swapped in whole when it is done,
-/// so subscribers never see a half-listed set.
+/// The current slices of one `kubernetes:///` Service on its port, merged.
+/// A (re-)list replaces them whole when it is done.
 #[derive(Debug, Default)]
-pub(crate) struct ServiceSlices {
-    current: HashMap<String, Vec<Endpoint>>,
-    listing: Option<HashMap<String, Vec<Endpoint>>>,
-}
+pub(crate) struct ServiceSlices(Relisted<HashMap<String, Vec<Endpoint>>>);
 
 impl ServiceSlices {
     /// A (re-)list begins.
     pub(crate) fn begin_list(&mut self) {
-        self.listing = Some(HashMap::new());
+        self.0.begin_list();
     }
 
     /// A slice of the list under way.
     pub(crate) fn listed(&mut self, slice: String, endpoints: Vec<Endpoint>) {
-        self.listing
-            .get_or_insert_with(HashMap::new)
-            .insert(slice, endpoints);
+        self.0.listing_mut().insert(slice, endpoints);
     }
 
     /// The list is complete: it replaces every slice known before.
     pub(crate) fn end_list(&mut self) {
-        self.current = self.listing.take().unwrap_or_default();
+        self.0.end_list();
     }
 
     /// A slice was added or changed.
     pub(crate) fn apply(&mut self, slice: String, endpoints: Vec<Endpoint>) {
-        self.current.insert(slice, endpoints);
+        self.0.current_mut().insert(slice, endpoints);
     }
 
     /// A slice was deleted: only its endpoints go.
     pub(crate) fn delete(&mut self, slice: &str) {
-        self.current.remove(slice);
+        self.0.current_mut().remove(slice);
     }
 
     /// Every endpoint of every current slice, in a stable order.
     pub(crate) fn merged(&self) -> Vec<Endpoint> {
-        let mut all: Vec<Endpoint> = self.current.values().flatten().cloned().collect();
-        all.sort_by(|a, b| (a.addr, &a.source).cmp(&(b.addr, &b.source)));
+        let mut all: Vec<Endpoint> = self.0.current().values().flatten().cloned().collect();
+        sort_endpoints(&mut all);
         all
     }
+}
+
+/// The order podlb lists a Service's endpoints in: by address, then slice.
+pub(crate) fn sort_endpoints(endpoints: &mut [Endpoint]) {
+    endpoints.sort_by(|a, b| (a.addr, &a.source).cmp(&(b.addr, &b.source)));
 }
 
 #[cfg(test)]
@@ -186,8 +276,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn body(value: serde_json::Value) -> SliceBody {
-        serde_json::from_value(value).unwrap()
+    /// A slice body as the API server sends it, read as the watch reads it.
+    struct Body(serde_json::Value);
+
+    impl Body {
+        fn slice(&self, name: &str) -> Slice {
+            Slice::from_body(name.into(), serde_json::from_value(self.0.clone()).unwrap())
+        }
+
+        fn endpoints(&self, name: &str, port: &PortRef) -> Vec<Endpoint> {
+            self.slice(name).endpoints(port)
+        }
+    }
+
+    fn body(value: serde_json::Value) -> Body {
+        Body(value)
     }
 
     fn shown(endpoints: &[Endpoint]) -> Vec<String> {
@@ -270,6 +373,31 @@ mod tests {
         let slice = body(json!({"addressType": "IPv6", "endpoints": [{"addresses": ["fd00::1"]}]}));
         let eps = slice.endpoints("s", &PortRef::Number(50051));
         assert_eq!(eps[0].addr.to_string(), "[fd00::1]:50051");
+    }
+
+    #[test]
+    fn ports_are_found_by_name_and_an_unnamed_port_by_the_empty_name() {
+        let named = body(json!({"addressType": "IPv4", "ports": [
+            {"name": "grpc", "port": 50051}, {"name": "metrics", "port": 9090}]}))
+        .slice("s");
+        assert_eq!(named.port_named("metrics"), Some(9090));
+        assert_eq!(named.port_named("http"), None);
+        let unnamed = body(json!({"addressType": "IPv4", "ports": [{"port": 8080}]})).slice("s");
+        assert_eq!(unnamed.port_named(""), Some(8080));
+        assert_eq!(unnamed.name(), "s");
+    }
+
+    #[test]
+    fn a_slice_read_twice_is_equal_and_a_changed_condition_is_not() {
+        let ready = json!({"addressType": "IPv4", "endpoints": [
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": true}}]});
+        let mut not_ready = ready.clone();
+        not_ready["endpoints"][0]["conditions"]["ready"] = json!(false);
+        assert_eq!(
+            body(ready.clone()).slice("s"),
+            body(ready.clone()).slice("s")
+        );
+        assert_ne!(body(ready).slice("s"), body(not_ready).slice("s"));
     }
 
     fn ep(last: u8) -> Endpoint {
