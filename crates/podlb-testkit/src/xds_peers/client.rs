@@ -279,17 +279,30 @@ impl XdsClient {
     }
 
     /// Rounds of calls until one is served by exactly `backends` with no
-    /// error, then returns that round's tally; panics with every round's
-    /// tally when a bounded number of rounds never got there.
+    /// error, then returns that round's tally; panics with the first and
+    /// last rounds' tallies when a bounded number of rounds never got there.
     ///
     /// It waits for a change the control plane pushes (a client follows it
     /// a moment later), never for a fixed time.
     pub async fn calls_until_backends(&mut self, backends: &[&str]) -> Tally {
+        match self.try_calls_until_backends(backends).await {
+            Ok(tally) => tally,
+            Err(e) => panic!(
+                "xDS client {e}\n--- its stderr (last lines) ---\n{}",
+                self.stderr_tail()
+            ),
+        }
+    }
+
+    /// Like [`XdsClient::calls_until_backends`], but never getting there is
+    /// an `Err` saying what the rounds saw, so a test can add its own
+    /// diagnostics (Envoy's clusters, the control plane's status).
+    pub async fn try_calls_until_backends(&mut self, backends: &[&str]) -> Result<Tally, String> {
         let mut seen = Vec::new();
         for _ in 0..MAX_ROUNDS {
             let tally = self.calls(ROUND_CALLS).await;
             if tally.served_by_exactly(backends) {
-                return tally;
+                return Ok(tally);
             }
             // Keep the first and the latest rounds: enough to explain.
             if seen.len() < 5 {
@@ -299,9 +312,10 @@ impl XdsClient {
             }
             tokio::time::sleep(ROUND_PAUSE).await;
         }
-        self.fail(&format!(
-            "never had a round of {ROUND_CALLS} calls served by exactly {backends:?} \
+        Err(format!(
+            "{}: never had a round of {ROUND_CALLS} calls served by exactly {backends:?} \
              in {MAX_ROUNDS} rounds; first and last rounds:\n  {}",
+            self.name,
             seen.join("\n  ")
         ))
     }
