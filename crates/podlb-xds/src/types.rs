@@ -54,6 +54,11 @@ impl ResourceType {
             .find(|t| t.type_url() == type_url)
     }
 
+    /// The type's place in [`ResourceType::ALL`], for tables by type.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether a state-of-the-world response lists every subscribed
     /// resource of this type, so that one it leaves out has been deleted
     /// (LDS and CDS); RDS and EDS responses may carry only some.

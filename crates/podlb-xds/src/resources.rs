@@ -1,0 +1,310 @@
+//! Reading and validating the resources of one xDS response: each becomes
+//! what the client needs of it, or the reason to NACK it. Pure: it knows
+//! the resolution chain's rules (gRFC A27, A28, A39), not subscriptions,
+//! versions or streams.
+//!
+//! ```text
+//!  Listener NAME ─ api_listener: HttpConnectionManager (router filter last)
+//!     ├─ rds.route_config_name ──► RouteConfiguration ─┐
+//!     └─ route_config (inline) ────────────────────────┤
+//!                 virtual host matching NAME, its default route
+//!                 └─► cluster (or every weighted cluster) ─► Cluster (type EDS)
+//!                          └─► eds_cluster_config.service_name, else the cluster name
+//!                                  ─► ClusterLoadAssignment ─► endpoints
+//! ```
+//!
+//! Weighted clusters: every cluster with a weight above 0 is taken, and
+//! their endpoints are merged. podlb balances over endpoints, not clusters,
+//! so the split follows the clusters' sizes rather than their weights; but
+//! no cluster a route sends calls to is left without any, as taking only
+//! the heaviest would do to a canary.
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::ConfigSource;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::route::Action;
+use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
+use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+use envoy_types::pb::envoy::service::discovery::v3::Resource as ResourceWrapper;
+use envoy_types::pb::google::protobuf::Any;
+use podlb_core::Endpoint;
+use prost::{Message, Name};
+
+use crate::ResourceType;
+use crate::endpoints::endpoints_from_cla;
+
+/// Where a Listener's routes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListenerRoutes {
+    /// In the RouteConfiguration of this name (RDS).
+    Rds(String),
+    /// Inline, already resolved to the clusters the target's calls go to.
+    Inline(Vec<String>),
+}
+
+/// What the client keeps of one valid resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resource {
+    /// A Listener: where its routes are.
+    Listener(ListenerRoutes),
+    /// A RouteConfiguration: the clusters the target's calls go to.
+    Route(Vec<String>),
+    /// A Cluster: the name of its EDS resource.
+    Cluster(String),
+    /// A ClusterLoadAssignment: its endpoints.
+    Endpoints(Vec<Endpoint>),
+}
+
+/// One resource of a response: its name, and what it means or why it
+/// cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Decoded {
+    pub(crate) name: String,
+    pub(crate) resource: Result<Resource, String>,
+}
+
+/// Reads one resource of a `kind` response. `target` is the name the
+/// client resolves (virtual hosts are matched against it). The outer `Err`
+/// is a resource whose name cannot be read at all.
+pub(crate) fn decode(kind: ResourceType, any: &Any, target: &str) -> Result<Decoded, String> {
+    let any = unwrap_resource(any)?;
+    if any.type_url != kind.type_url() {
+        return Err(format!("a {} in a {kind} response", any.type_url));
+    }
+    let bytes = any.value.as_slice();
+    let undecodable = |e: prost::DecodeError| format!("cannot decode a {kind}: {e}");
+    let (name, resource) = match kind {
+        ResourceType::Listener => {
+            let listener = Listener::decode(bytes).map_err(undecodable)?;
+            let routes = listener_routes(&listener, target).map(Resource::Listener);
+            (listener.name, routes)
+        }
+        ResourceType::Route => {
+            let config = RouteConfiguration::decode(bytes).map_err(undecodable)?;
+            let clusters = route_clusters(&config, target).map(Resource::Route);
+            (config.name, clusters)
+        }
+        ResourceType::Cluster => {
+            let cluster = Cluster::decode(bytes).map_err(undecodable)?;
+            let eds = eds_name(&cluster).map(Resource::Cluster);
+            (cluster.name, eds)
+        }
+        ResourceType::Endpoints => {
+            let cla = ClusterLoadAssignment::decode(bytes).map_err(undecodable)?;
+            let endpoints = endpoints_from_cla(&cla).map(Resource::Endpoints);
+            (cla.cluster_name, endpoints)
+        }
+    };
+    Ok(Decoded { name, resource })
+}
+
+/// A resource as sent, or the one inside a `discovery.v3.Resource`
+/// wrapper (which servers may use in state-of-the-world responses).
+fn unwrap_resource(any: &Any) -> Result<std::borrow::Cow<'_, Any>, String> {
+    if any.type_url != ResourceWrapper::type_url() {
+        return Ok(std::borrow::Cow::Borrowed(any));
+    }
+    let wrapper = ResourceWrapper::decode(any.value.as_slice())
+        .map_err(|e| format!("cannot decode a discovery.v3.Resource wrapper: {e}"))?;
+    wrapper
+        .resource
+        .map(std::borrow::Cow::Owned)
+        .ok_or_else(|| {
+            format!(
+                "the Resource wrapper of {:?} holds no resource",
+                wrapper.name
+            )
+        })
+}
+
+fn listener_routes(listener: &Listener, target: &str) -> Result<ListenerRoutes, String> {
+    let api = listener
+        .api_listener
+        .as_ref()
+        .and_then(|a| a.api_listener.as_ref())
+        .ok_or(
+            "no api_listener (a client reads API listeners; a socket listener with filter chains is for Envoy)",
+        )?;
+    if api.type_url != HttpConnectionManager::type_url() {
+        return Err(format!(
+            "api_listener is a {}, not an HttpConnectionManager",
+            api.type_url
+        ));
+    }
+    let hcm = HttpConnectionManager::decode(api.value.as_slice())
+        .map_err(|e| format!("cannot decode api_listener's HttpConnectionManager: {e}"))?;
+    check_router_last(&hcm)?;
+    match hcm.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) => {
+            check_ads(rds.config_source.as_ref(), "rds.config_source")?;
+            if rds.route_config_name.is_empty() {
+                return Err("rds.route_config_name is empty".into());
+            }
+            Ok(ListenerRoutes::Rds(rds.route_config_name))
+        }
+        Some(RouteSpecifier::RouteConfig(config)) => route_clusters(&config, target)
+            .map(ListenerRoutes::Inline)
+            .map_err(|e| format!("route_config: {e}")),
+        Some(RouteSpecifier::ScopedRoutes(_)) => Err("scoped_routes are not supported".into()),
+        None => Err("the HttpConnectionManager has neither rds nor route_config".into()),
+    }
+}
+
+/// gRFC A39: the router filter is required, and last.
+fn check_router_last(hcm: &HttpConnectionManager) -> Result<(), String> {
+    let last_type = hcm.http_filters.last().map(|f| match &f.config_type {
+        Some(ConfigType::TypedConfig(any)) => any.type_url.as_str(),
+        _ => "",
+    });
+    match last_type {
+        Some(t) if t == Router::type_url() => Ok(()),
+        _ => Err(format!(
+            "the HttpConnectionManager's last http_filter must be the router ({}), as gRFC A39 requires",
+            Router::type_url()
+        )),
+    }
+}
+
+/// gRPC follows references only on the same ADS stream.
+fn check_ads(source: Option<&ConfigSource>, field: &str) -> Result<(), String> {
+    match source.and_then(|s| s.config_source_specifier.as_ref()) {
+        Some(ConfigSourceSpecifier::Ads(_) | ConfigSourceSpecifier::Self_(_)) => Ok(()),
+        _ => Err(format!("{field} must be ads {{}} or self {{}}")),
+    }
+}
+
+/// The clusters the target's calls go to: the default route of the
+/// virtual host that matches `target`.
+fn route_clusters(config: &RouteConfiguration, target: &str) -> Result<Vec<String>, String> {
+    let host = matching_virtual_host(&config.virtual_hosts, target)
+        .ok_or_else(|| format!("no virtual host matches {target:?}"))?;
+    let route = host
+        .routes
+        .iter()
+        .find(|r| is_default_route(r))
+        .ok_or_else(|| {
+            format!(
+                "virtual host {:?} has no default route (prefix \"\" or \"/\", no header matchers)",
+                host.name
+            )
+        })?;
+    let what = |problem: &str| format!("virtual host {:?}: the default route {problem}", host.name);
+    let Some(Action::Route(action)) = &route.action else {
+        return Err(what("does not route to a cluster"));
+    };
+    match &action.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => Ok(vec![name.clone()]),
+        Some(ClusterSpecifier::WeightedClusters(weighted)) => {
+            let mut names: Vec<String> = weighted
+                .clusters
+                .iter()
+                .filter(|c| c.weight.is_some_and(|w| w.value > 0) && !c.name.is_empty())
+                .map(|c| c.name.clone())
+                .collect();
+            names.sort();
+            names.dedup();
+            if names.is_empty() {
+                return Err(what("has no weighted cluster with a weight above 0"));
+            }
+            Ok(names)
+        }
+        Some(ClusterSpecifier::Cluster(_)) => Err(what("names an empty cluster")),
+        Some(_) => Err(what(
+            "picks its cluster by header or plugin, which podlb does not support",
+        )),
+        None => Err(what("names no cluster")),
+    }
+}
+
+/// A route every call matches: prefix `""` or `/`, and nothing else to
+/// match on.
+fn is_default_route(route: &Route) -> bool {
+    let Some(m) = &route.r#match else {
+        return false;
+    };
+    let default_prefix =
+        matches!(&m.path_specifier, Some(PathSpecifier::Prefix(p)) if p.is_empty() || p == "/");
+    default_prefix && m.headers.is_empty() && m.runtime_fraction.is_none()
+}
+
+/// How well a domain pattern matches; more is better (exact, then
+/// `*.suffix`, then `prefix.*`, then `*`; a longer pattern wins within a
+/// kind), as Envoy and gRFC A28 order them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum DomainMatch {
+    Any,
+    Prefix(usize),
+    Suffix(usize),
+    Exact,
+}
+
+fn domain_match(pattern: &str, host: &str) -> Option<DomainMatch> {
+    let (pattern, host) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+    if pattern == "*" {
+        return Some(DomainMatch::Any);
+    }
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        // The wildcard matches at least one character.
+        return (host.len() > suffix.len() && host.ends_with(suffix))
+            .then_some(DomainMatch::Suffix(pattern.len()));
+    }
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        return (host.len() > prefix.len() && host.starts_with(prefix))
+            .then_some(DomainMatch::Prefix(pattern.len()));
+    }
+    (!pattern.contains('*') && pattern == host).then_some(DomainMatch::Exact)
+}
+
+fn matching_virtual_host<'a>(hosts: &'a [VirtualHost], target: &str) -> Option<&'a VirtualHost> {
+    let mut best: Option<(DomainMatch, &VirtualHost)> = None;
+    for host in hosts {
+        for domain in &host.domains {
+            if let Some(m) = domain_match(domain, target) {
+                // The first virtual host wins a tie.
+                if best.is_none_or(|(b, _)| m > b) {
+                    best = Some((m, host));
+                }
+            }
+        }
+    }
+    best.map(|(_, host)| host)
+}
+
+fn eds_name(cluster: &Cluster) -> Result<String, String> {
+    let eds = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+    if cluster.cluster_discovery_type != eds {
+        let found = match &cluster.cluster_discovery_type {
+            Some(ClusterDiscoveryType::Type(t)) => DiscoveryType::try_from(*t)
+                .map(|t| t.as_str_name().to_string())
+                .unwrap_or_else(|_| format!("type {t}")),
+            Some(ClusterDiscoveryType::ClusterType(custom)) => {
+                format!("cluster_type {:?}", custom.name)
+            }
+            None => "STATIC".into(),
+        };
+        return Err(format!(
+            "it is {found}; podlb reads only clusters of type EDS"
+        ));
+    }
+    let config = cluster
+        .eds_cluster_config
+        .as_ref()
+        .ok_or("an EDS cluster needs eds_cluster_config")?;
+    check_ads(config.eds_config.as_ref(), "eds_cluster_config.eds_config")?;
+    Ok(match config.service_name.as_str() {
+        "" => cluster.name.clone(),
+        service => service.to_string(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) mod tests;
