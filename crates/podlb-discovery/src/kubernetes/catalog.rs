@@ -121,15 +121,13 @@ async fn run(selection: &CatalogSelection, options: &KubernetesOptions, tx: &Sen
     if let Some(selector) = &selection.label_selector {
         services_config = services_config.labels(selector);
     }
-    let services = watcher(connection.services(namespace), services_config)
-        .default_backoff()
+    let services = watch(connection.services(namespace), services_config)
         .map(|event| Watch::Services(event.map(|e| map_event(e, read_service))))
         .boxed();
     // Every slice of the namespace(s), so a Service that becomes selected
     // has its endpoints at once.
     let slices_config = watcher::Config::default().labels(SERVICE_LABEL);
-    let slices = watcher(connection.slices(namespace), slices_config)
-        .default_backoff()
+    let slices = watch(connection.slices(namespace), slices_config)
         .map(|event| Watch::Slices(event.map(|e| map_event(e, read_slice_record))))
         .boxed();
     let mut events = stream::select(services, slices);
@@ -144,9 +142,11 @@ async fn run(selection: &CatalogSelection, options: &KubernetesOptions, tx: &Sen
             Watch::Services(Ok(event)) => catalog.on_service(event).into_iter().map(Ok).collect(),
             Watch::Slices(Ok(event)) => catalog.on_slice(event).into_iter().map(Ok).collect(),
             Watch::Services(Err(err)) => {
+                catalog.on_service_error();
                 vec![Err(api::watch_error(watched(Resource::Services), err))]
             }
             Watch::Slices(Err(err)) => {
+                catalog.on_slice_error();
                 vec![Err(api::watch_error(
                     watched(Resource::EndpointSlices),
                     err,
@@ -159,6 +159,23 @@ async fn run(selection: &CatalogSelection, options: &KubernetesOptions, tx: &Sen
             }
         }
     }
+}
+
+/// kube's watcher with its default backoff (800 ms doubling to 30 s), but
+/// without [`watcher::Event::Init`]: the backoff starts over at every item
+/// that is not an error, and the watcher sends `Init` before each attempt to
+/// list, so a list refused for good (RBAC) would be retried every second.
+/// The fold begins a list at its first item instead.
+fn watch<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    watcher(api, config)
+        .filter(|event| std::future::ready(!matches!(event, Ok(watcher::Event::Init))))
+        .default_backoff()
 }
 
 /// The same event, its object read by `read`.

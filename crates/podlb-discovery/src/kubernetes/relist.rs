@@ -28,6 +28,12 @@ impl<S: Default> Relisted<S> {
         self.current = self.listing.take().unwrap_or_default();
     }
 
+    /// The list under way failed: what it gathered is dropped, and the
+    /// current store stays until a list completes.
+    pub(crate) fn abandon_list(&mut self) {
+        self.listing = None;
+    }
+
     /// The store as it is now (the last complete list and the changes
     /// since).
     pub(crate) fn current(&self) -> &S {
@@ -53,6 +59,18 @@ mod tests {
         assert_eq!(store.current(), &[1], "the old store serves meanwhile");
         store.end_list();
         assert_eq!(store.current(), &[2]);
+    }
+
+    #[test]
+    fn an_abandoned_list_leaves_nothing_for_the_next() {
+        let mut store: Relisted<Vec<u8>> = Relisted::default();
+        store.current_mut().push(1);
+        store.listing_mut().push(2);
+        store.abandon_list();
+        assert_eq!(store.current(), &[1]);
+        store.listing_mut().push(3);
+        store.end_list();
+        assert_eq!(store.current(), &[3], "the failed list's 2 is gone");
     }
 
     #[test]

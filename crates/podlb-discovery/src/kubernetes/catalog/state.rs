@@ -10,6 +10,10 @@
 //!          Reset (both lists done) │ Upsert (one Service) │ Remove
 //! ```
 //!
+//! A list may start without [`Event::Init`] (the watch drops it, see
+//! `catalog::watch`): the first listed object or the end of the list
+//! begins it, and an error abandons it.
+//!
 //! A slice event costs O(its Service): slices are grouped by Service, and
 //! only the touched Service's view is rebuilt. Slices of Services not
 //! selected are kept, so a Service that becomes selected has its endpoints
@@ -190,6 +194,16 @@ impl Catalog {
                 .collect(),
         };
         touched.iter().filter_map(|key| self.upsert(key)).collect()
+    }
+
+    /// The Service watch failed: a list under way starts over.
+    pub(super) fn on_service_error(&mut self) {
+        self.services.abandon_list();
+    }
+
+    /// The EndpointSlice watch failed: a list under way starts over.
+    pub(super) fn on_slice_error(&mut self) {
+        self.slices.abandon_list();
     }
 
     fn selects(&self, key: &ServiceKey) -> bool {

@@ -231,3 +231,23 @@ fn events_before_both_lists_are_folded_in_silently() {
     let reset = catalog.on_slice(Event::InitDone);
     assert_eq!(shown_events(&reset), ["reset [cart: 10.0.0.1:50051 ready]"]);
 }
+
+#[test]
+fn a_list_cut_by_an_error_leaves_nothing_behind() {
+    let (mut catalog, _) = listed(&["cart"], vec![slice("cart", "cart-a", &ready(&[1]))]);
+    // A re-list's first page, then the list fails; the retry starts
+    // without an Init (the watch drops them).
+    catalog.on_slice(Event::InitApply(slice("cart", "cart-stale", &ready(&[7]))));
+    catalog.on_slice_error();
+    catalog.on_slice(Event::InitApply(slice("cart", "cart-b", &ready(&[2]))));
+    let events = catalog.on_slice(Event::InitDone);
+    assert_eq!(
+        shown_events(&events),
+        ["reset [cart: 10.0.0.2:50051 ready]"]
+    );
+    catalog.on_service(Event::InitApply(service("gone")));
+    catalog.on_service_error();
+    catalog.on_service(Event::InitApply(service("cart")));
+    let event = catalog.on_service(Event::InitDone).unwrap();
+    assert_eq!(shown_event(&event), "reset [cart: 10.0.0.2:50051 ready]");
+}
