@@ -9,7 +9,6 @@ use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 use crate::error::{At, Error};
 use crate::schema;
 
-
 /// Deserializes `text` into the proxy file's schema; `file` names it in errors.
 pub(crate) fn read(text: &str, file: &str) -> Result<schema::File, Error> {
     read_as(text, file)

@@ -9,5 +9,16 @@
 //!                                        └─► status: what each client has ACKed or NACKed
 //! ```
 
+pub mod admin;
 pub mod ads;
+pub mod catalog;
+mod control_plane;
+pub mod resources;
 pub mod snapshot;
+pub mod source;
+pub mod status;
+
+mod error;
+pub use error::Error;
+
+pub use control_plane::{ControlPlane, ControlPlaneConfig, Source};

@@ -53,7 +53,8 @@ pub struct FixedSnapshot {
 impl FixedSnapshot {
     /// Adds (or replaces) `body` under `name`, typed by its own type URL.
     pub fn insert(&mut self, name: impl Into<String>, body: Any) {
-        self.resources.insert((body.type_url.clone(), name.into()), body);
+        self.resources
+            .insert((body.type_url.clone(), name.into()), body);
     }
 }
 

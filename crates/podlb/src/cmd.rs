@@ -2,6 +2,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod check;
+pub(crate) mod control_plane;
 pub(crate) mod demo;
 pub(crate) mod proxy;
 pub(crate) mod resolve;

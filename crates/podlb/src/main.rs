@@ -32,6 +32,9 @@ enum Command {
     /// Show a target's endpoints as podlb sees them (state, zone, source);
     /// with --watch, every change as it arrives.
     Resolve(cmd::resolve::Args),
+    /// Run the xDS control plane: serve Kubernetes Services (or a catalog
+    /// file) to Envoy and proxyless gRPC clients; `status` shows its clients.
+    ControlPlane(cmd::control_plane::Args),
     /// Validate a config file; exit non-zero with file:line:column on error.
     Check(cmd::check::Args),
     /// Run a greeter backend (helloworld.Greeter + grpc.health.v1) for trying podlb.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Resolve(args) => cmd::resolve::run(args),
         Command::Check(args) => cmd::check::run(args),
+        Command::ControlPlane(args) => cmd::control_plane::run(args),
         Command::Backend(args) => cmd::backend::run(args),
         Command::Demo(args) => cmd::demo::run(args),
     };

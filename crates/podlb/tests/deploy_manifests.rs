@@ -59,6 +59,7 @@ fn every_manifest_passes_a_server_side_dry_run() {
         "gateway.yaml",
         "sidecar.yaml",
         "backends-example.yaml",
+        "control-plane.yaml",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -238,4 +239,49 @@ current-context: podlb
         "podlb resolve in another namespace should be refused and name the Role: {}\n{stderr}",
         other.status
     );
+}
+
+#[test]
+fn the_control_plane_may_read_services_and_endpointslices_everywhere_and_write_nothing() {
+    let Some(cluster) = KubeCluster::shared() else {
+        return;
+    };
+    let ns = cluster.unique_namespace("cp-rbac");
+    let manifest = manifest_dir().join("control-plane.yaml");
+    // Only the RBAC objects are applied for real: the ClusterRoleBinding
+    // names the podlb-system namespace, where the ServiceAccount lives.
+    let rbac_only = std::env::temp_dir().join(format!("{ns}-cp-rbac.yaml"));
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let docs: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|doc| doc.contains("kind: ClusterRole"))
+        .collect();
+    assert_eq!(
+        docs.len(),
+        2,
+        "control-plane.yaml should hold a ClusterRole and its binding"
+    );
+    std::fs::write(&rbac_only, docs.join("\n---\n")).unwrap();
+    cluster.kubectl_ok(&["apply", "-f", path_str(&rbac_only)]);
+    let subject = "system:serviceaccount:podlb-system:podlb-control-plane";
+    for resource in ["services", "endpointslices.discovery.k8s.io"] {
+        for verb in ["get", "list", "watch"] {
+            assert!(
+                can_i(&cluster, subject, verb, resource, &ns),
+                "the control plane may not {verb} {resource} in {ns}"
+            );
+        }
+        for verb in ["create", "update", "delete"] {
+            assert!(
+                !can_i(&cluster, subject, verb, resource, &ns),
+                "the control plane may {verb} {resource}"
+            );
+        }
+    }
+    for (verb, resource) in [("list", "pods"), ("get", "secrets"), ("list", "endpoints")] {
+        assert!(
+            !can_i(&cluster, subject, verb, resource, &ns),
+            "the control plane may {verb} {resource}"
+        );
+    }
 }

@@ -1,0 +1,285 @@
+//! The catalog: every Service the control plane serves, with its ports,
+//! its balancing policy and its endpoints, whichever source it came from.
+//!
+//! Sources (`source::kubernetes`, `source::static_file`) speak
+//! [`CatalogChange`]s; the resource builder reads the [`Catalog`]. This
+//! module knows nothing of xDS messages, and nothing of how a source learns
+//! what it knows.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use podlb_core::{Endpoint, PortRef};
+
+/// A Service's name and namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName {
+    /// The namespace.
+    pub namespace: String,
+    /// The Service's name within it.
+    pub name: String,
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.name, self.namespace)
+    }
+}
+
+/// The annotation that picks a Service's balancing policy.
+pub const POLICY_ANNOTATION: &str = "podlb.io/lb-policy";
+/// The annotation that names the header `ring_hash` hashes (e.g.
+/// `x-user-id`); without it each call hashes at random.
+pub const HASH_HEADER_ANNOTATION: &str = "podlb.io/hash-header";
+
+/// The policy a client (or Envoy) balances a Service's calls with: the
+/// Cluster's `lb_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LbPolicy {
+    /// Each endpoint in turn. The default, as in gRPC and Envoy.
+    #[default]
+    RoundRobin,
+    /// The endpoint with the fewest calls in flight, of two picked at random
+    /// (gRFC A48).
+    LeastRequest,
+    /// A consistent hash of a header (gRFC A42), so one key keeps one pod.
+    RingHash,
+}
+
+impl LbPolicy {
+    /// Every policy's name, for messages.
+    pub const NAMES: &'static str = "round_robin, least_request, ring_hash";
+
+    /// The name as written in annotations and the catalog file.
+    pub fn name(self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::LeastRequest => "least_request",
+            LbPolicy::RingHash => "ring_hash",
+        }
+    }
+}
+
+impl FromStr for LbPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "round_robin" => Ok(LbPolicy::RoundRobin),
+            "least_request" => Ok(LbPolicy::LeastRequest),
+            "ring_hash" => Ok(LbPolicy::RingHash),
+            _ => Err(format!(
+                "{s:?} is not a balancing policy (expected one of {})",
+                LbPolicy::NAMES
+            )),
+        }
+    }
+}
+
+/// A port a client may name: its number, and its name if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// The number clients put in the xDS name (`greeter.default:50051`).
+    pub number: u16,
+    /// The name, so `greeter.default:grpc` works too.
+    pub name: Option<String>,
+}
+
+impl ServicePort {
+    fn is(&self, port: &PortRef) -> bool {
+        match port {
+            PortRef::Number(n) => *n == self.number,
+            PortRef::Name(name) => self.name.as_deref() == Some(name),
+        }
+    }
+}
+
+/// One Service, as served.
+#[derive(Debug, Clone)]
+pub struct CatalogService {
+    /// Its name and namespace.
+    pub name: ServiceName,
+    /// How its calls are balanced.
+    pub policy: LbPolicy,
+    /// For `ring_hash`: the request header to hash.
+    pub hash_header: Option<String>,
+    /// The ports clients may name; the gateway and wildcard clients get one
+    /// Cluster per port.
+    pub ports: Vec<ServicePort>,
+    /// Where its endpoints come from.
+    pub endpoints: ServiceEndpoints,
+}
+
+/// A Service's endpoints, per port, as its source knows them.
+#[derive(Debug, Clone)]
+pub enum ServiceEndpoints {
+    /// The same endpoints on every port of [`CatalogService::ports`] (a
+    /// catalog file entry has one port).
+    Fixed(Arc<[Endpoint]>),
+    /// A Kubernetes Service and its merged EndpointSlices: a port is mapped
+    /// through the Service's ports to the slices' ports.
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(Arc<podlb_discovery::ServiceView>),
+}
+
+impl CatalogService {
+    /// The endpoints of `port`, or `None` when the Service has no such port
+    /// (the resource then does not exist, and clients are told so).
+    pub fn endpoints(&self, port: &PortRef) -> Option<Vec<Endpoint>> {
+        let known = self.ports.iter().any(|p| p.is(port));
+        match &self.endpoints {
+            ServiceEndpoints::Fixed(endpoints) => known.then(|| endpoints.to_vec()),
+            #[cfg(feature = "kubernetes")]
+            ServiceEndpoints::Kubernetes(view) => {
+                // A port may also be an endpoint port (the targetPort), as
+                // in `kubernetes:///` targets.
+                let endpoints = view.endpoints(port);
+                (known || !endpoints.is_empty()).then_some(endpoints)
+            }
+        }
+    }
+
+    /// The policy and hash header a Service's annotations ask for; a bad
+    /// value is logged and the default kept, since one typo must not take a
+    /// Service off the mesh.
+    pub fn policy_from_annotations(
+        name: &ServiceName,
+        annotations: &BTreeMap<String, String>,
+    ) -> (LbPolicy, Option<String>) {
+        let policy = match annotations.get(POLICY_ANNOTATION) {
+            None => LbPolicy::default(),
+            Some(value) => value.parse().unwrap_or_else(|err| {
+                tracing::warn!(
+                    service = %name,
+                    annotation = POLICY_ANNOTATION,
+                    "{err}; using round_robin"
+                );
+                LbPolicy::default()
+            }),
+        };
+        let hash_header = annotations
+            .get(HASH_HEADER_ANNOTATION)
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty());
+        (policy, hash_header)
+    }
+}
+
+/// What a source tells the catalog.
+#[derive(Debug, Clone)]
+pub enum CatalogChange {
+    /// The whole set, replacing what was there (after a source's first
+    /// list, a re-list, or a file reload).
+    Reset(Vec<CatalogService>),
+    /// One Service, new or changed.
+    Upsert(CatalogService),
+    /// One Service is gone.
+    Remove(ServiceName),
+}
+
+/// Every Service served now. Cheap to clone: the snapshot builder shares
+/// the services with the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    services: BTreeMap<ServiceName, Arc<CatalogService>>,
+}
+
+impl Catalog {
+    /// Applies one change.
+    pub fn apply(&mut self, change: CatalogChange) {
+        match change {
+            CatalogChange::Reset(services) => {
+                self.services = services
+                    .into_iter()
+                    .map(|s| (s.name.clone(), Arc::new(s)))
+                    .collect();
+            }
+            CatalogChange::Upsert(service) => {
+                self.services
+                    .insert(service.name.clone(), Arc::new(service));
+            }
+            CatalogChange::Remove(name) => {
+                self.services.remove(&name);
+            }
+        }
+    }
+
+    /// The Service named so.
+    pub fn get(&self, name: &ServiceName) -> Option<&Arc<CatalogService>> {
+        self.services.get(name)
+    }
+
+    /// Every Service, by name.
+    pub fn services(&self) -> impl Iterator<Item = &Arc<CatalogService>> {
+        self.services.values()
+    }
+
+    /// How many Services there are.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn fixed(ports: Vec<ServicePort>) -> CatalogService {
+        CatalogService {
+            name: ServiceName {
+                namespace: "default".into(),
+                name: "greeter".into(),
+            },
+            policy: LbPolicy::RoundRobin,
+            hash_header: None,
+            ports,
+            endpoints: ServiceEndpoints::Fixed(Arc::from(vec![Endpoint::new(
+                "127.0.0.1:1".parse().unwrap(),
+            )])),
+        }
+    }
+
+    #[test]
+    fn a_port_is_named_by_number_or_by_name() {
+        let service = fixed(vec![ServicePort {
+            number: 50051,
+            name: Some("grpc".into()),
+        }]);
+        assert!(service.endpoints(&PortRef::Number(50051)).is_some());
+        assert!(service.endpoints(&PortRef::Name("grpc".into())).is_some());
+        assert!(service.endpoints(&PortRef::Number(80)).is_none());
+        assert!(service.endpoints(&PortRef::Name("http".into())).is_none());
+    }
+
+    #[test]
+    fn policies_parse_from_their_names_and_a_bad_annotation_keeps_the_default() {
+        assert_eq!("least_request".parse(), Ok(LbPolicy::LeastRequest));
+        assert_eq!("RING-HASH".parse(), Ok(LbPolicy::RingHash));
+        assert!("fastest".parse::<LbPolicy>().is_err());
+        let name = fixed(vec![]).name;
+        let mut annotations = BTreeMap::new();
+        annotations.insert(POLICY_ANNOTATION.to_string(), "fastest".to_string());
+        annotations.insert(HASH_HEADER_ANNOTATION.to_string(), "X-User".to_string());
+        let (policy, header) = CatalogService::policy_from_annotations(&name, &annotations);
+        assert_eq!(policy, LbPolicy::RoundRobin);
+        assert_eq!(header.as_deref(), Some("x-user"));
+    }
+
+    #[test]
+    fn reset_replaces_and_remove_removes() {
+        let mut catalog = Catalog::default();
+        catalog.apply(CatalogChange::Reset(vec![fixed(vec![])]));
+        assert_eq!(catalog.len(), 1);
+        let name = fixed(vec![]).name;
+        catalog.apply(CatalogChange::Remove(name.clone()));
+        assert!(catalog.get(&name).is_none());
+    }
+}

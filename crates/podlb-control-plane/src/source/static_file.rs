@@ -1,0 +1,346 @@
+//! The catalog file: Services and their endpoints written by hand, for use
+//! outside Kubernetes. It is read again when it changes (checked twice a
+//! second) or on SIGHUP; a file that does not read keeps the last good
+//! catalog and logs where it is wrong (`file:line:column: field: what`).
+//!
+//! ```yaml
+//! services:
+//!   - name: greeter          # xds:///greeter.default:50051
+//!     namespace: default     # optional; default "default"
+//!     port: 50051
+//!     port_name: grpc        # optional: xds:///greeter.default:grpc too
+//!     policy: round_robin    # optional: round_robin | least_request | ring_hash
+//!     hash_header: x-user    # optional, for ring_hash
+//!     endpoints:
+//!       - address: 10.0.0.1:50051
+//!         zone: eu-west-1a   # optional
+//!         state: ready       # optional: ready | serving_terminating | terminating | not_ready
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podlb_config::At;
+use podlb_core::{Endpoint, EndpointAddr, EndpointState, Target, Topology};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use tokio::sync::mpsc;
+
+use crate::Error;
+use crate::catalog::{
+    CatalogChange, CatalogService, LbPolicy, ServiceEndpoints, ServiceName, ServicePort,
+};
+
+/// How often the file is checked for changes.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    services: Vec<ServiceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    name: Spanned<String>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+    port: Spanned<u16>,
+    #[serde(default)]
+    port_name: Option<Spanned<String>>,
+    #[serde(default)]
+    policy: Option<Spanned<String>>,
+    #[serde(default)]
+    hash_header: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<EndpointEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointEntry {
+    address: Spanned<String>,
+    #[serde(default)]
+    zone: Option<String>,
+    #[serde(default)]
+    state: Option<Spanned<String>>,
+}
+
+/// Reads and checks the file at `path`.
+pub fn load(path: &Path) -> Result<Vec<CatalogService>, Error> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::CatalogFile {
+        source: Box::new(podlb_config::Error::Read {
+            file: file.clone(),
+            source,
+        }),
+    })?;
+    parse(&text, &file)
+}
+
+/// Checks catalog `text`; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Vec<CatalogService>, Error> {
+    let raw: File = podlb_config::read_yaml(text, file).map_err(|source| Error::CatalogFile {
+        source: Box::new(source),
+    })?;
+    let invalid = |at: At, message: String| Error::CatalogFile {
+        source: Box::new(podlb_config::Error::Invalid { at, message }),
+    };
+    let mut seen: HashMap<ServiceName, u64> = HashMap::new();
+    let mut services = Vec::with_capacity(raw.services.len());
+    for (i, entry) in raw.services.iter().enumerate() {
+        let field = |key: &str| format!("services[{i}].{key}");
+        let service = service(entry, file, &field).map_err(|(at, message)| invalid(at, message))?;
+        if let Some(line) = seen.insert(service.name.clone(), entry.name.referenced.line()) {
+            return Err(invalid(
+                At::of(file, &entry.name, field("name")),
+                format!("{} is listed twice (first on line {line})", service.name),
+            ));
+        }
+        services.push(service);
+    }
+    Ok(services)
+}
+
+type Invalid = (At, String);
+
+fn service(
+    entry: &ServiceEntry,
+    file: &str,
+    field: &dyn Fn(&str) -> String,
+) -> Result<CatalogService, Invalid> {
+    let namespace = entry
+        .namespace
+        .as_ref()
+        .map_or("default", |n| n.value.as_str());
+    // The name must be one clients can type in an xds:/// (kubernetes-form)
+    // name, so it is checked by the same parser.
+    let form = format!(
+        "kubernetes:///{}.{namespace}:{}",
+        entry.name.value, entry.port.value
+    );
+    if let Err(err) = form.parse::<Target>() {
+        let at = match &entry.namespace {
+            Some(ns) if !is_label(&ns.value) => At::of(file, ns, field("namespace")),
+            _ if entry.port.value == 0 => At::of(file, &entry.port, field("port")),
+            _ => At::of(file, &entry.name, field("name")),
+        };
+        return Err((at, format!("not a usable Service name: {err}")));
+    }
+    let port_name = match &entry.port_name {
+        None => None,
+        Some(name)
+            if is_label(&name.value) && name.value.bytes().any(|b| b.is_ascii_lowercase()) =>
+        {
+            Some(name.value.clone())
+        }
+        Some(name) => {
+            return Err((
+                At::of(file, name, field("port_name")),
+                format!(
+                    "{:?} is not a port name (lowercase letters, digits and dashes)",
+                    name.value
+                ),
+            ));
+        }
+    };
+    let policy = match &entry.policy {
+        None => LbPolicy::default(),
+        Some(p) => p
+            .value
+            .parse()
+            .map_err(|msg| (At::of(file, p, field("policy")), msg))?,
+    };
+    let endpoints = entry
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(j, e)| endpoint(e, file, &|key| field(&format!("endpoints[{j}].{key}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CatalogService {
+        name: ServiceName {
+            namespace: namespace.to_string(),
+            name: entry.name.value.clone(),
+        },
+        policy,
+        hash_header: entry
+            .hash_header
+            .as_ref()
+            .map(|h| h.trim().to_ascii_lowercase()),
+        ports: vec![ServicePort {
+            number: entry.port.value,
+            name: port_name,
+        }],
+        endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
+    })
+}
+
+fn endpoint(
+    entry: &EndpointEntry,
+    file: &str,
+    field: &dyn Fn(&str) -> String,
+) -> Result<Endpoint, Invalid> {
+    let addr: EndpointAddr = entry.address.value.parse().map_err(|_| {
+        (
+            At::of(file, &entry.address, field("address")),
+            format!(
+                "{:?} is not IP:PORT (host names are not resolved here)",
+                entry.address.value
+            ),
+        )
+    })?;
+    let state = match &entry.state {
+        None => EndpointState::Ready,
+        Some(s) => state(&s.value).ok_or_else(|| {
+            (
+                At::of(file, s, field("state")),
+                format!(
+                    "{:?} is not one of ready, serving_terminating, terminating, not_ready",
+                    s.value
+                ),
+            )
+        })?,
+    };
+    Ok(Endpoint::new(addr)
+        .with_state(state)
+        .with_topology(Topology::new(entry.zone.clone(), None, Vec::new()))
+        .with_source("catalog file"))
+}
+
+fn state(s: &str) -> Option<EndpointState> {
+    Some(match s {
+        "ready" => EndpointState::Ready,
+        "serving_terminating" => EndpointState::ServingTerminating,
+        "terminating" => EndpointState::Terminating,
+        "not_ready" => EndpointState::NotReady,
+        _ => return None,
+    })
+}
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Sends the file's catalog whenever its text changes or SIGHUP arrives,
+/// until `tx` closes. The first load is the caller's.
+pub async fn watch(path: PathBuf, mut last_text: String, tx: mpsc::Sender<CatalogChange>) {
+    let mut hangup = hangup_signal();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = next_hangup(&mut hangup) => {
+                tracing::info!(file = %path.display(), "SIGHUP: reading the catalog file again");
+                last_text.clear();
+            }
+            () = tx.closed() => return,
+        }
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        if text == last_text {
+            continue;
+        }
+        last_text = text;
+        match parse(&last_text, &path.display().to_string()) {
+            Ok(services) => {
+                tracing::info!(file = %path.display(), services = services.len(), "catalog file read");
+                if tx.send(CatalogChange::Reset(services)).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => tracing::error!("{err}; keeping the last good catalog"),
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {}
+
+#[cfg(unix)]
+async fn next_hangup(signal: &mut Hangup) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+#[cfg(not(unix))]
+async fn next_hangup(_: &mut Hangup) {
+    std::future::pending().await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_entry_reads() {
+        let services = parse(
+            "services:\n\
+             - name: greeter\n  port: 50051\n  port_name: grpc\n  policy: least_request\n  endpoints:\n\
+             \x20 - address: 127.0.0.1:1\n    zone: a\n\
+             \x20 - address: 127.0.0.1:2\n    state: serving_terminating\n",
+            "cat.yaml",
+        )
+        .unwrap();
+        let s = &services[0];
+        assert_eq!(s.name.to_string(), "greeter.default");
+        assert_eq!(s.policy, LbPolicy::LeastRequest);
+        let endpoints = s
+            .endpoints(&podlb_core::PortRef::Name("grpc".into()))
+            .unwrap();
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(endpoints[0].topology.zone.as_deref(), Some("a"));
+        assert_eq!(endpoints[1].state, EndpointState::ServingTerminating);
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_field() {
+        let cases = [
+            (
+                "services:\n- name: greeter\n  port: 1\n  endpoints:\n  - address: nowhere\n",
+                "cat.yaml:5:14: services[0].endpoints[0].address",
+            ),
+            (
+                "services:\n- name: greeter\n  port: 1\n  policy: fastest\n",
+                "cat.yaml:4:11: services[0].policy",
+            ),
+            (
+                "services:\n- name: Greeter\n  port: 1\n",
+                "cat.yaml:2:9: services[0].name",
+            ),
+            (
+                "services:\n- name: g\n  port: 1\n- name: g\n  port: 2\n",
+                "cat.yaml:4:9: services[1].name",
+            ),
+            ("services:\n- name: g\n  prot: 1\n", "cat.yaml:3:3"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text, "cat.yaml").unwrap_err().to_string();
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
+        }
+    }
+}
