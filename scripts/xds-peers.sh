@@ -39,7 +39,13 @@ envoy_binary() {
 envoy_is_installed() {
     local binary
     binary="$(envoy_binary)" || return 1
-    [ -x "$binary" ] && "$binary" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"
+    [ -x "$binary" ] || return 1
+    # Read the whole output first: `grep -q` in a pipe exits at the first
+    # match, and Envoy, still writing its last line, then dies of SIGPIPE,
+    # which pipefail turns into "not installed" now and then.
+    local version
+    version="$("$binary" --version 2>/dev/null)" || return 1
+    [[ "$version" == *"/$ENVOY_VERSION/"* ]]
 }
 
 install_envoy() {
