@@ -2,13 +2,25 @@
 //! stream, its balancing policy from the catalog, and HTTP/2 to the
 //! endpoints (Envoy would speak HTTP/1.1 to them otherwise; proxyless gRPC
 //! ignores the option).
+//!
+//! Least request is also offered as a list of policies (gRFC A52's
+//! `load_balancing_policy`): `[least_request, round_robin]`. Each client
+//! takes the first it supports, so Envoy, grpc-go and grpc-java balance by
+//! least request while gRPC C-core (Python, C++, Ruby...) and grpc-js,
+//! which have no least request policy and NACK the `LEAST_REQUEST` enum
+//! alone, fall back to round robin instead of rejecting the Cluster.
 
 use std::collections::HashMap;
 
-use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{
-    AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, config_source,
+use envoy_types::pb::envoy::config::cluster::v3::{
+    Cluster, LoadBalancingPolicy, cluster, load_balancing_policy,
 };
+use envoy_types::pb::envoy::config::core::v3::{
+    AggregatedConfigSource, ApiVersion, ConfigSource, Http2ProtocolOptions, TypedExtensionConfig,
+    config_source,
+};
+use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
@@ -62,10 +74,72 @@ pub(crate) fn cluster(name: &str, policy: LbPolicy) -> Cluster {
             nanos: 0,
         }),
         lb_policy: lb_policy as i32,
+        load_balancing_policy: match policy {
+            LbPolicy::LeastRequest => Some(least_request_else_round_robin()),
+            LbPolicy::RoundRobin | LbPolicy::RingHash => None,
+        },
         typed_extension_protocol_options: HashMap::from([(
             HTTP_OPTIONS.to_string(),
             pack_any(http2),
         )]),
         ..Default::default()
+    }
+}
+
+/// Least request for the clients that have it, round robin for the others
+/// (see the module doc).
+fn least_request_else_round_robin() -> LoadBalancingPolicy {
+    let policy = |name: &str, typed_config| load_balancing_policy::Policy {
+        typed_extension_config: Some(TypedExtensionConfig {
+            name: name.to_string(),
+            typed_config: Some(typed_config),
+        }),
+    };
+    LoadBalancingPolicy {
+        policies: vec![
+            policy(
+                "envoy.load_balancing_policies.least_request",
+                pack_any(LeastRequest::default()),
+            ),
+            policy(
+                "envoy.load_balancing_policies.round_robin",
+                pack_any(RoundRobin::default()),
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn policy_urls(cluster: &Cluster) -> Vec<String> {
+        cluster
+            .load_balancing_policy
+            .iter()
+            .flat_map(|p| &p.policies)
+            .map(|p| {
+                let config = p.typed_extension_config.as_ref().unwrap();
+                config.typed_config.as_ref().unwrap().type_url.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn least_request_falls_back_to_round_robin_for_clients_without_it() {
+        let least = cluster("greeter.default:50051", LbPolicy::LeastRequest);
+        assert_eq!(least.lb_policy, cluster::LbPolicy::LeastRequest as i32);
+        assert_eq!(
+            policy_urls(&least),
+            [
+                "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+                "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+            ]
+        );
+        for policy in [LbPolicy::RoundRobin, LbPolicy::RingHash] {
+            let c = cluster("greeter.default:50051", policy);
+            assert!(c.load_balancing_policy.is_none(), "{policy:?}");
+        }
     }
 }
