@@ -17,7 +17,7 @@ use http::{Request, Response};
 use http_body::Body;
 use podlb_balance::{Load, PolicyKind};
 use podlb_core::{EndpointAddr, Target, TargetKind};
-use podlb_discovery::{Discovery, DiscoveryOptions, DnsOptions};
+use podlb_discovery::{BootstrapSource, Discovery, DiscoveryOptions, DnsOptions};
 use podlb_upstream::{ConnectionSettings, Upstream};
 
 use crate::Error;
@@ -116,6 +116,12 @@ impl Builder {
                 target: target.uri().to_string(),
             });
         }
+        #[cfg(not(feature = "xds"))]
+        if matches!(target.kind(), TargetKind::Xds(_)) {
+            return Err(Error::XdsDisabled {
+                target: target.uri().to_string(),
+            });
+        }
         Ok(Builder {
             target,
             policy: PolicyKind::default(),
@@ -189,6 +195,20 @@ impl Builder {
         self
     }
 
+    /// `xds:///` targets: read the gRPC xDS bootstrap from this file
+    /// instead of `GRPC_XDS_BOOTSTRAP` / `GRPC_XDS_BOOTSTRAP_CONFIG`.
+    pub fn xds_bootstrap_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.discovery.xds.bootstrap = BootstrapSource::File(path.into());
+        self
+    }
+
+    /// `xds:///` targets: this gRPC xDS bootstrap JSON instead of the one
+    /// the environment names.
+    pub fn xds_bootstrap_json(mut self, json: impl Into<String>) -> Self {
+        self.discovery.xds.bootstrap = BootstrapSource::Json(json.into());
+        self
+    }
+
     /// Starts discovery and connections; calls can be made at once (they
     /// wait for the first connections).
     pub fn build(self) -> Result<Channel, Error> {
@@ -219,6 +239,9 @@ fn authority_of(target: &Target) -> http::uri::Authority {
             Some(ns) => format!("{}.{ns}:{}", kube.service, kube.port),
             None => format!("{}:{}", kube.service, kube.port),
         },
+        // gRPC's default for xDS: the name, which the Listener's virtual
+        // hosts are matched against.
+        TargetKind::Xds(xds) => xds.name.clone(),
     };
     text.parse()
         .unwrap_or_else(|_| http::uri::Authority::from_static("localhost"))

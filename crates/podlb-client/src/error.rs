@@ -17,6 +17,14 @@ pub enum Error {
         /// The target as written.
         target: String,
     },
+    /// An `xds:///` target in a build without the `xds` feature.
+    #[error(
+        "target {target:?}: this build of podlb-client has no xDS support; enable the crate's `xds` feature"
+    )]
+    XdsDisabled {
+        /// The target as written.
+        target: String,
+    },
     /// Built outside a tokio runtime: discovery and connections run as
     /// tasks on the runtime the channel is built in.
     #[error("podlb_client::Channel must be built inside a tokio runtime")]

@@ -5,7 +5,7 @@
 pub enum Error {
     /// The target has no `scheme://` prefix at all.
     #[error(
-        "target {target:?} has no scheme: write static:///IP:PORT[,IP:PORT...], dns:///HOST:PORT or kubernetes:///SERVICE.NAMESPACE:PORT"
+        "target {target:?} has no scheme: write static:///IP:PORT[,IP:PORT...], dns:///HOST:PORT, kubernetes:///SERVICE.NAMESPACE:PORT or xds:///NAME"
     )]
     MissingScheme {
         /// The target as written.
@@ -13,19 +13,9 @@ pub enum Error {
     },
     /// The scheme is not one podlb knows.
     #[error(
-        "target {target:?}: unknown scheme {scheme:?}; podlb knows static:///, dns:/// and kubernetes:///"
+        "target {target:?}: unknown scheme {scheme:?}; podlb knows static:///, dns:///, kubernetes:/// and xds:///"
     )]
     UnknownScheme {
-        /// The target as written.
-        target: String,
-        /// The scheme found before `://`.
-        scheme: String,
-    },
-    /// The scheme is known but this build of podlb does not implement it yet.
-    #[error(
-        "target {target:?}: the {scheme}:/// scheme is not built yet; use static:///, dns:/// or kubernetes:/// for now"
-    )]
-    SchemeNotBuilt {
         /// The target as written.
         target: String,
         /// The scheme found before `://`.
@@ -100,6 +90,16 @@ pub enum Error {
         "target {target:?}: {name:?} is not a Kubernetes Service name; write kubernetes:///SERVICE[.NAMESPACE[.svc.cluster.local]]:PORT with lowercase names"
     )]
     BadKubernetesName {
+        /// The target as written.
+        target: String,
+        /// The offending name.
+        name: String,
+    },
+    /// An `xds:///` target with an empty name or whitespace in it.
+    #[error(
+        "target {target:?}: {name:?} is not an xDS resource name; write xds:///NAME with the Listener name the xDS server serves, e.g. xds:///greeter.default:50051"
+    )]
+    BadXdsName {
         /// The target as written.
         target: String,
         /// The offending name.

@@ -12,5 +12,5 @@ mod update;
 
 pub use addr::{EndpointAddr, ListenAddr};
 pub use error::Error;
-pub use target::{DnsTarget, KubernetesTarget, PortRef, Target, TargetKind};
+pub use target::{DnsTarget, KubernetesTarget, PortRef, Target, TargetKind, XdsTarget};
 pub use update::{Endpoint, EndpointState, Topology, Update, routable};

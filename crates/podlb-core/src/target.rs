@@ -9,6 +9,7 @@
 //! | `dns://10.96.0.10:53/greeter:50051` | the same, asking that DNS server |
 //! | `kubernetes:///greeter.default:50051` | the ready pods of a Service, from its EndpointSlices |
 //! | `kubernetes://default/greeter:grpc` | the same, namespace as authority, a named port |
+//! | `xds:///greeter.default:50051` | the endpoints an xDS server gives for that Listener name |
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +33,20 @@ pub enum TargetKind {
     Dns(DnsTarget),
     /// `kubernetes:///service[.namespace]:port`: a Service's endpoints.
     Kubernetes(KubernetesTarget),
+    /// `xds://[authority]/name`: the endpoints an xDS server gives for the
+    /// Listener `name`.
+    Xds(XdsTarget),
+}
+
+/// An `xds:///` target, as gRPC names them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct XdsTarget {
+    /// The authority (`xds://AUTHORITY/name`, gRFC A47 federation);
+    /// `None` for the usual `xds:///name`.
+    pub authority: Option<String>,
+    /// The Listener name to ask the xDS server for: everything after the
+    /// authority's slash, e.g. `greeter.default:50051`.
+    pub name: String,
 }
 
 /// A `dns:///` target.
@@ -74,9 +89,6 @@ impl fmt::Display for PortRef {
     }
 }
 
-/// Schemes podlb will support but this build does not implement yet.
-const PLANNED_SCHEMES: &[&str] = &["xds"];
-
 /// The DNS port when `dns://SERVER/` gives none.
 const DNS_PORT: u16 = 53;
 
@@ -99,17 +111,10 @@ impl FromStr for Target {
         let Some((scheme, rest)) = uri.split_once("://") else {
             return Err(Error::MissingScheme { target: uri.into() });
         };
-        if !["static", "dns", "kubernetes"].contains(&scheme) {
-            return Err(if PLANNED_SCHEMES.contains(&scheme) {
-                Error::SchemeNotBuilt {
-                    target: uri.into(),
-                    scheme: scheme.into(),
-                }
-            } else {
-                Error::UnknownScheme {
-                    target: uri.into(),
-                    scheme: scheme.into(),
-                }
+        if !["static", "dns", "kubernetes", "xds"].contains(&scheme) {
+            return Err(Error::UnknownScheme {
+                target: uri.into(),
+                scheme: scheme.into(),
             });
         }
         let Some((authority, path)) = rest.split_once('/') else {
@@ -118,6 +123,7 @@ impl FromStr for Target {
         let kind = match scheme {
             "static" => TargetKind::Static(parse_static(uri, authority, path)?),
             "dns" => TargetKind::Dns(parse_dns(uri, authority, path)?),
+            "xds" => TargetKind::Xds(parse_xds(uri, authority, path)?),
             _ => TargetKind::Kubernetes(parse_kubernetes(uri, authority, path)?),
         };
         Ok(Target {
@@ -240,6 +246,21 @@ fn parse_kubernetes(uri: &str, authority: &str, path: &str) -> Result<Kubernetes
     })
 }
 
+/// `xds://[authority]/name`: any non-empty name without whitespace; the
+/// xDS server decides whether it exists.
+fn parse_xds(uri: &str, authority: &str, name: &str) -> Result<XdsTarget, Error> {
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(Error::BadXdsName {
+            target: uri.into(),
+            name: name.into(),
+        });
+    }
+    Ok(XdsTarget {
+        authority: (!authority.is_empty()).then(|| authority.to_string()),
+        name: name.into(),
+    })
+}
+
 /// An RFC 1123 label, as Kubernetes names of Services and namespaces are.
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -278,10 +299,21 @@ mod tests {
     }
 
     #[test]
-    fn planned_schemes_say_not_built_yet() {
-        let err = "xds:///greeter".parse::<Target>().unwrap_err();
-        assert!(matches!(err, Error::SchemeNotBuilt { ref scheme, .. } if scheme == "xds"));
-        assert!(err.to_string().contains("not built yet"));
+    fn xds_targets_keep_the_whole_name_and_the_authority() {
+        let xds = |uri: &str| match uri.parse::<Target>().unwrap().kind {
+            TargetKind::Xds(t) => t,
+            other => panic!("{uri}: {other:?}"),
+        };
+        let t = xds("xds:///greeter.default:50051");
+        assert_eq!(t.authority, None);
+        assert_eq!(t.name, "greeter.default:50051");
+        let t = xds("xds://control.example/greeter");
+        assert_eq!(t.authority.as_deref(), Some("control.example"));
+        assert_eq!(t.name, "greeter");
+        for uri in ["xds:///", "xds:///a b", "xds://"] {
+            let err = uri.parse::<Target>().unwrap_err().to_string();
+            assert!(err.contains(uri), "{uri}: {err}");
+        }
     }
 
     fn dns(uri: &str) -> DnsTarget {

@@ -68,6 +68,23 @@ pub enum Error {
         /// The target URI.
         target: String,
     },
+    /// An `xds:///` target: the bootstrap could not be read, or the xDS
+    /// server could not (yet) give its endpoints.
+    #[cfg(feature = "xds")]
+    #[error("{target}: {error}")]
+    Xds {
+        /// The target URI.
+        target: String,
+        /// What the xDS client met.
+        #[source]
+        error: podlb_xds::Error,
+    },
+    /// An `xds:///` target in a build without xDS support.
+    #[error("{target}: this build has no xDS support; enable the `xds` cargo feature")]
+    XdsDisabled {
+        /// The target URI.
+        target: String,
+    },
     /// The API server refused one of a Kubernetes catalog's requests (its
     /// Service watch or its EndpointSlice watch) for lack of RBAC rights.
     #[error(

@@ -2,7 +2,7 @@
 //! current.
 //!
 //! ```text
-//!  Target ─► source (static_list | dns | kubernetes) ─► UpdateStream (Reset | Add | Remove, or an error)
+//!  Target ─► source (static_list | dns | kubernetes | xds) ─► UpdateStream (Reset | Add | Remove, or an error)
 //!                                                            │
 //!            Discovery task: folds it into one Resolution ◄──┘
 //!                                                            │ tokio watch: latest wins
@@ -23,6 +23,8 @@ mod hub;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod static_list;
+#[cfg(feature = "xds")]
+mod xds;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -53,6 +55,30 @@ pub struct DiscoveryOptions {
     pub dns: DnsOptions,
     /// For `kubernetes:///` targets.
     pub kubernetes: KubernetesOptions,
+    /// For `xds:///` targets.
+    pub xds: XdsOptions,
+}
+
+/// How an `xds:///` target finds its xDS server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct XdsOptions {
+    /// Where the gRPC xDS bootstrap (server and node) comes from.
+    pub bootstrap: BootstrapSource,
+}
+
+/// Where the gRPC xDS bootstrap of `xds:///` targets comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum BootstrapSource {
+    /// As every gRPC library reads it: the file named by
+    /// `GRPC_XDS_BOOTSTRAP`, else the JSON in `GRPC_XDS_BOOTSTRAP_CONFIG`.
+    /// Read when a target's discovery starts.
+    #[default]
+    Env,
+    /// This bootstrap file.
+    File(PathBuf),
+    /// This bootstrap JSON.
+    Json(String),
 }
 
 /// How a `kubernetes:///` target reaches the API server.
@@ -118,14 +144,23 @@ pub fn updates(target: &Target, options: &DiscoveryOptions, refresh: Refresh) ->
             kubernetes::discover(target.clone(), kube.clone(), options.kubernetes.clone())
         }
         #[cfg(not(feature = "kubernetes"))]
-        TargetKind::Kubernetes(_) => {
-            use futures_util::StreamExt;
-            let err = Error::KubernetesDisabled {
-                target: target.uri().to_string(),
-            };
-            futures_util::stream::once(async move { Err(err) })
-                .chain(futures_util::stream::pending())
-                .boxed()
-        }
+        TargetKind::Kubernetes(_) => failed(Error::KubernetesDisabled {
+            target: target.uri().to_string(),
+        }),
+        #[cfg(feature = "xds")]
+        TargetKind::Xds(xds) => xds::discover(target, xds, &options.xds),
+        #[cfg(not(feature = "xds"))]
+        TargetKind::Xds(_) => failed(Error::XdsDisabled {
+            target: target.uri().to_string(),
+        }),
     }
+}
+
+/// A source that cannot start: its one error, then nothing, ever (the
+/// stream stays open so the error stays the resolution's last word).
+pub(crate) fn failed(error: Error) -> UpdateStream {
+    use futures_util::StreamExt;
+    futures_util::stream::once(async move { Err(error) })
+        .chain(futures_util::stream::pending())
+        .boxed()
 }

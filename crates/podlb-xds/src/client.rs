@@ -14,14 +14,13 @@
 //!              ◄── connect failed / stream broken: error yielded, last endpoints kept
 //! ```
 //!
-//! The task starts on the first poll of the stream and stops when the
-//! stream is dropped.
+//! The task starts with [`discover`] and stops when its stream is dropped.
 
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::Stream;
 use podlb_core::Update;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -65,8 +64,10 @@ impl Default for ClientOptions {
 /// a broken stream); the stream goes on through errors and ends only when
 /// dropped.
 ///
+/// The client starts at once, on the current tokio runtime.
+///
 /// # Panics
-/// When polled outside a tokio runtime.
+/// Outside a tokio runtime.
 pub fn discover(
     name: &str,
     bootstrap: Bootstrap,
@@ -75,6 +76,9 @@ pub fn discover(
 }
 
 /// [`discover`] with its timeouts and backoff chosen.
+///
+/// # Panics
+/// Outside a tokio runtime.
 pub fn discover_with(
     name: &str,
     bootstrap: Bootstrap,
@@ -82,19 +86,13 @@ pub fn discover_with(
 ) -> impl Stream<Item = Result<Update, Error>> + Send + Unpin + 'static {
     let (tx, rx) = mpsc::channel(16);
     let name = name.to_string();
-    let start = async move {
-        tokio::spawn(async move {
-            tokio::select! {
-                () = run(&name, &bootstrap, &options, &tx) => {}
-                () = tx.closed() => {}
-            }
-        });
-        stream::empty()
-    };
-    stream::once(start)
-        .flatten()
-        .chain(ReceiverStream::new(rx))
-        .boxed()
+    tokio::spawn(async move {
+        tokio::select! {
+            () = run(&name, &bootstrap, &options, &tx) => {}
+            () = tx.closed() => {}
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 type Sender = mpsc::Sender<Result<Update, Error>>;

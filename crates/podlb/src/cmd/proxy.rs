@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use podlb_balance::PolicyKind;
 use podlb_core::{ListenAddr, Target};
+use podlb_discovery::BootstrapSource;
 use podlb_proxy::{DiscoveryHub, DnsOptions, Proxy, ProxyConfig};
 use tokio::sync::watch;
 
@@ -23,6 +24,7 @@ use tokio::sync::watch;
   podlb proxy --listen 0.0.0.0:7000 --lb round_robin static:///10.0.0.1:50051,10.0.0.2:50051
   podlb proxy --listen 0.0.0.0:7000 kubernetes:///greeter.default:grpc
   podlb proxy --listen 0.0.0.0:7000 dns:///greeter.default.svc.cluster.local:50051
+  GRPC_XDS_BOOTSTRAP=bootstrap.json podlb proxy --listen 0.0.0.0:7000 xds:///greeter.default:50051
   podlb proxy --config podlb.yaml
 
 Policies: least_request (default: the less busy of two random endpoints), round_robin,
@@ -33,8 +35,10 @@ finish within the grace period, and exits 0.")]
 pub(crate) struct Args {
     /// Where to send calls (quick form): static:///IP:PORT,IP:PORT,
     /// dns:///HOST:PORT (every A/AAAA record; dns://SERVER/HOST:PORT to ask
-    /// one server) or kubernetes:///SERVICE[.NAMESPACE]:PORT (a watch on the
-    /// Service's EndpointSlices; PORT may be a port name).
+    /// one server), kubernetes:///SERVICE[.NAMESPACE]:PORT (a watch on the
+    /// Service's EndpointSlices; PORT may be a port name) or xds:///NAME (the
+    /// endpoints an xDS server such as `podlb control-plane` gives for the
+    /// Listener NAME; see --xds-bootstrap).
     #[arg(required_unless_present = "config", conflicts_with = "config")]
     target: Option<String>,
     /// Address to accept gRPC (h2c) and HTTP/1.1 on (quick form).
@@ -67,6 +71,11 @@ pub(crate) struct Args {
     /// ~/.kube/config, then the pod's service account).
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<std::path::PathBuf>,
+    /// xds:/// targets: the gRPC xDS bootstrap file naming the xDS server
+    /// (default: $GRPC_XDS_BOOTSTRAP, else the JSON in
+    /// $GRPC_XDS_BOOTSTRAP_CONFIG, as every gRPC library reads it).
+    #[arg(long, value_name = "FILE")]
+    xds_bootstrap: Option<std::path::PathBuf>,
     /// Worker threads, each a single-threaded proxy sharing the listening
     /// ports (0: one per core).
     #[arg(long, default_value_t = 0)]
@@ -77,6 +86,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = proxy_config(&args)?;
     for upstream in &mut config.upstreams {
         upstream.discovery.kubernetes.kubeconfig = args.kubeconfig.clone();
+        if let Some(path) = &args.xds_bootstrap {
+            upstream.discovery.xds.bootstrap = BootstrapSource::File(path.clone());
+        }
     }
     if let Some(grace) = args.grace_period {
         config.grace_period = grace;

@@ -17,6 +17,7 @@ use podlb_discovery::{Discovery, DiscoveryOptions, DnsOptions, Resolution};
   podlb resolve kubernetes:///greeter.default:50051
   podlb resolve --watch kubernetes:///greeter.default:grpc
   podlb resolve dns:///greeter.default.svc.cluster.local:50051
+  GRPC_XDS_BOOTSTRAP=bootstrap.json podlb resolve --watch xds:///greeter.default:50051
 
 STATE is the endpoint's condition: ready, serving-terminating (draining but still
 serving; takes calls only when no endpoint is ready), terminating or not-ready.
@@ -25,7 +26,8 @@ the pod's service account or from KUBECONFIG / ~/.kube/config.
 
 Exit status: 0 when discovery answered, 1 when it failed or did not answer in time.")]
 pub(crate) struct Args {
-    /// The target: static:///..., dns:///HOST:PORT or kubernetes:///SERVICE.NAMESPACE:PORT.
+    /// The target: static:///..., dns:///HOST:PORT, kubernetes:///SERVICE.NAMESPACE:PORT
+    /// or xds:///NAME.
     target: String,
     /// Keep running and print each change as it arrives, with a timestamp.
     #[arg(long)]
@@ -37,6 +39,10 @@ pub(crate) struct Args {
     /// ~/.kube/config, then the pod's service account).
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<std::path::PathBuf>,
+    /// xds:/// only: the gRPC xDS bootstrap file (default: $GRPC_XDS_BOOTSTRAP,
+    /// else the JSON in $GRPC_XDS_BOOTSTRAP_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    xds_bootstrap: Option<std::path::PathBuf>,
     /// dns:/// only: the least time between two lookups (with --watch).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     dns_min_interval: Duration,
@@ -53,6 +59,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_interval: args.dns_max_interval.max(args.dns_min_interval),
     };
     options.kubernetes.kubeconfig = args.kubeconfig;
+    if let Some(path) = args.xds_bootstrap {
+        options.xds.bootstrap = podlb_discovery::BootstrapSource::File(path);
+    }
     let rt = super::runtime(1).context("starting the runtime")?;
     rt.block_on(resolve(target, options, args.watch, args.timeout))
 }

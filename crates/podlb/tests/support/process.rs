@@ -40,9 +40,19 @@ impl ProxyProcess {
 
     /// Starts `podlb ARGS...`, a proxy that will listen on `addr`.
     pub fn spawn_args(addr: SocketAddr, args: &[String]) -> ProxyProcess {
+        Self::spawn_args_env(addr, args, &[])
+    }
+
+    /// [`ProxyProcess::spawn_args`] with `envs` set in its environment.
+    pub fn spawn_args_env(
+        addr: SocketAddr,
+        args: &[String],
+        envs: &[(&str, &str)],
+    ) -> ProxyProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_podlb"))
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
