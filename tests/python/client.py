@@ -2,8 +2,10 @@
 
 Usage: client.py TARGET SCENARIO [ARGS...]
 
-TARGET is any grpcio target (`127.0.0.1:50051`, `dns:///localhost:50051`): a
-test backend directly, or podlb in front of some. Scenarios:
+TARGET is any grpcio target (`127.0.0.1:50051`, `dns:///localhost:50051`,
+`xds:///greeter.default:50051` with GRPC_XDS_BOOTSTRAP set): a test backend
+directly, or podlb in front of some. PODLB_AUTHORITY, if set, is the calls'
+:authority (to call a gateway that routes by it, such as Envoy). Scenarios:
 
   unary            one call, payload echoed
   server_stream    reply_count replies of reply_size zeros, and of a payload
@@ -17,7 +19,8 @@ test backend directly, or podlb in front of some. Scenarios:
                    DEADLINE_EXCEEDED (or tonic's server-side CANCELLED
                    "Timeout expired", when its timer wins the race)
   balance N        N unary calls on one channel; counts per backend
-  hello [NAME]     helloworld.Greeter/SayHello (podlb's greeter backends)
+  hello [NAME [N]] helloworld.Greeter/SayHello (podlb's greeter backends), N
+                   times on one channel (default 1); counts per backend
 
 On success prints one JSON line ({"scenario": ..., "ok": true, ...}) and exits
 0; on failure prints the reason on stderr and exits 1.
@@ -58,7 +61,8 @@ def open_channel(target):
             ("grpc.enable_http_proxy", 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
             ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
-        ],
+        ]
+        + ([("grpc.default_authority", os.environ["PODLB_AUTHORITY"])] if os.environ.get("PODLB_AUTHORITY") else []),
     )
 
 
@@ -202,10 +206,15 @@ def balance(stub, n):
     return {"calls": int(n), "counts": counts}
 
 
-def hello(channel, name="python"):
-    reply = helloworld_pb2_grpc.GreeterStub(channel).SayHello(helloworld_pb2.HelloRequest(name=name))
-    check(reply.message.startswith(f"Hello {name} from "), f"unexpected greeting {reply.message!r}")
-    return {"message": reply.message, "backend": reply.message.rsplit(" from ", 1)[1]}
+def hello(channel, name="python", n="1"):
+    stub = helloworld_pb2_grpc.GreeterStub(channel)
+    counts = {}
+    for _ in range(int(n)):
+        reply = stub.SayHello(helloworld_pb2.HelloRequest(name=name))
+        check(reply.message.startswith(f"Hello {name} from "), f"unexpected greeting {reply.message!r}")
+        backend = reply.message.rsplit(" from ", 1)[1]
+        counts[backend] = counts.get(backend, 0) + 1
+    return {"message": reply.message, "backend": backend, "counts": counts}
 
 
 SCENARIOS = {

@@ -63,6 +63,7 @@ async fn an_xds_channel_balances_and_follows_the_control_plane() {
     let addrs: Vec<SocketAddr> = backends.iter().map(TestBackend::addr).collect();
     let cp = ControlPlane::start(ControlPlaneConfig {
         xds_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: None,
         source: Source::Fixed(vec![greeter(&addrs[..3])]),
         ..Default::default()
     })

@@ -55,6 +55,7 @@ fn greeter(backends: &[&TestBackend]) -> CatalogService {
 async fn start_control_plane(backends: &[&TestBackend]) -> ControlPlane {
     ControlPlane::start(ControlPlaneConfig {
         xds_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: None,
         source: Source::Fixed(vec![greeter(backends)]),
         ..Default::default()
     })
