@@ -28,8 +28,8 @@
 //! #     tokio::spawn(podlb_backend::serve(listener, id, std::future::pending()));
 //! # }
 //! let target = format!("static:///{},{}", addrs[0], addrs[1]);
-//! // Or dns:///greeter.default.svc.cluster.local:50051, or
-//! // kubernetes:///greeter.default:grpc
+//! // Or dns:///greeter.default.svc.cluster.local:50051,
+//! // kubernetes:///greeter.default:grpc, or xds:///greeter.default:50051
 //! let channel = podlb_client::Channel::builder(&target)?
 //!     .policy(podlb_client::PolicyKind::RoundRobin)
 //!     .build()?;
@@ -56,7 +56,10 @@
 //!
 //! Targets: `static:///10.0.0.1:50051,10.0.0.2:50051`,
 //! `dns:///NAME:PORT`, `kubernetes:///SERVICE.NAMESPACE:PORT` (the cargo
-//! feature `kubernetes`, on by default). Failures are gRPC statuses:
+//! feature `kubernetes`, on by default), `xds:///NAME` (the endpoints an
+//! xDS server such as `podlb control-plane` gives for the Listener NAME,
+//! the server named by the gRPC bootstrap; the cargo feature `xds`, on by
+//! default). Failures are gRPC statuses:
 //! UNAVAILABLE naming the target (and the endpoint, when one was picked),
 //! DEADLINE_EXCEEDED when the call's deadline passes first.
 
