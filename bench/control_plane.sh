@@ -8,10 +8,12 @@
 #      median of 20, with 10 and 1,000 Services in the namespace.
 #   2. xds_scale: memory and CPU of the control plane with 1,000 Services x
 #      10 endpoints, from Kubernetes and from a fixed catalog.
-#   3. xds_streams: concurrent ADS streams opened in steps (1k, 5k, 10k), and
-#      one change pushed to all of them.
+#   3. xds_streams: concurrent ADS streams opened in steps (1k, 5k, 10k), one
+#      HTTP/2 connection each, and one change pushed to all of them; then
+#      again with 100 streams per connection (1k, 10k, 20k), which tells the
+#      cost of a stream from the cost of a connection.
 #
-#   bash bench/control_plane.sh           # about 10 minutes once built
+#   bash bench/control_plane.sh           # about 2 minutes once built
 #
 # The first run builds the three examples in release mode and, if it is not
 # cached yet, the test cluster's kube-apiserver (several minutes; see
@@ -24,6 +26,8 @@
 #                           ("1000 5000 10000"); the run stops before a step
 #                           the memory or `ulimit -n` would not cover
 #   STREAMS_PER_CONNECTION  ADS streams sharing one HTTP/2 connection (1)
+#   SHARED_STREAM_STEPS     the second streams run, 100 streams per connection
+#                           ("1000 10000 20000"; empty: not run)
 #   SKIP_KUBE=1             no cluster: only the figures that need none
 #
 # Output: the report on stdout and in bench/out/control-plane-<ts>.md; the
@@ -36,6 +40,7 @@ cd "$REPO"
 PROPAGATION_SIZES=${PROPAGATION_SIZES:-"10 1000"}
 export STREAM_STEPS=${STREAM_STEPS:-"1000 5000 10000"}
 export STREAMS_PER_CONNECTION=${STREAMS_PER_CONNECTION:-1}
+SHARED_STREAM_STEPS=${SHARED_STREAM_STEPS-"1000 10000 20000"}
 SKIP_KUBE=${SKIP_KUBE:-}
 
 TS=$(date -u +%Y%m%dT%H%M%SZ)
@@ -100,7 +105,12 @@ else
     log "2/3 xds_scale (Fixed source only)"
     env -u PODLB_KUBE_DIR "$EXAMPLES/xds_scale" 2>>"$LOG" | tee -a "$RESULTS"
 fi
-log "3/3 xds_streams (steps: $STREAM_STEPS)"
+log "3/3 xds_streams (steps: $STREAM_STEPS; $STREAMS_PER_CONNECTION per connection)"
 "$EXAMPLES/xds_streams" 2>>"$LOG" | tee -a "$RESULTS"
+if [ -n "$SHARED_STREAM_STEPS" ]; then
+    log "3/3 xds_streams again (steps: $SHARED_STREAM_STEPS; 100 per connection)"
+    STREAM_STEPS="$SHARED_STREAM_STEPS" STREAMS_PER_CONNECTION=100 \
+        "$EXAMPLES/xds_streams" 2>>"$LOG" | tee -a "$RESULTS"
+fi
 
 log "report: $RESULTS (stderr of the examples: $LOG)"

@@ -62,6 +62,9 @@ struct ScaleRun {
     initial_wall: Option<Duration>,
     /// RSS once the full catalog is served and the process has idled.
     loaded_rss_kb: u64,
+    /// CPU while idling with the full catalog (no change, no client),
+    /// over [`SETTLE`].
+    idle_cpu: Duration,
     /// Per single change: CPU, and time until a snapshot serves it.
     single_cpu: Vec<Duration>,
     single_wall: Vec<Duration>,
@@ -111,8 +114,11 @@ async fn fixed_run() -> ScaleRun {
 
     let mut cp = ChildControlPlane::start(&fixed_source(SERVICES)).await;
     run.initial_cpu = cp.after_start.cpu.saturating_sub(cp.before_start.cpu);
+    let idle_from = cp.usage();
     tokio::time::sleep(SETTLE).await;
-    run.loaded_rss_kb = cp.usage().rss_kb;
+    let settled = cp.usage();
+    run.loaded_rss_kb = settled.rss_kb;
+    run.idle_cpu = cpu_since(&idle_from, &settled);
 
     for k in 0..SINGLE_CHANGES {
         let i = (k * 37) % SERVICES;
@@ -207,8 +213,11 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
         .await;
     run.initial_wall = Some(started.elapsed());
     run.initial_cpu = cp.usage().cpu.saturating_sub(cp.before_start.cpu);
+    let idle_from = cp.usage();
     tokio::time::sleep(SETTLE).await;
-    run.loaded_rss_kb = cp.usage().rss_kb;
+    let settled = cp.usage();
+    run.loaded_rss_kb = settled.rss_kb;
+    run.idle_cpu = cpu_since(&idle_from, &settled);
 
     for k in 0..SINGLE_CHANGES {
         let i = (k * 37) % SERVICES;
@@ -296,6 +305,10 @@ fn print_runs(fixed: &ScaleRun, kubernetes: Option<&ScaleRun>) {
             mib(r.loaded_rss_kb.saturating_sub(r.empty_rss_kb))
         )
     });
+    both(
+        &format!("idle with the full catalog: CPU over {SETTLE:?}"),
+        &|r| format!("{:.1} ms", ms(r.idle_cpu)),
+    );
     both("initial sync: CPU", &|r| {
         format!("{:.0} ms", ms(r.initial_cpu))
     });
@@ -363,4 +376,5 @@ fn print_build_in_process() {
         ms(initial),
         ms(median(&one_change))
     );
+    println!();
 }

@@ -122,7 +122,11 @@ fn main() {
 }
 
 async fn run(steps: &[usize], per_connection: usize) {
-    println!("## Concurrent ADS streams, and one change pushed to all of them");
+    let connections = match per_connection {
+        1 => "one HTTP/2 connection per stream".to_string(),
+        n => format!("{n} streams per HTTP/2 connection"),
+    };
+    println!("## Concurrent ADS streams ({connections}), and one change pushed to all of them");
     println!();
     println!("Machine: {}", measure::machine());
     println!();
@@ -228,7 +232,7 @@ async fn run(steps: &[usize], per_connection: usize) {
     };
     drop(channels);
     cp.quit().await;
-    print_steps(&rows, empty_rss, per_connection, stopped.as_deref());
+    print_steps(&rows, empty_rss, &connections, stopped.as_deref());
 }
 
 /// Why a step to `target` streams should not run, if it should not.
@@ -412,11 +416,7 @@ fn mem_available_mb() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-fn print_steps(rows: &[Step], empty_rss_kb: u64, per_connection: usize, stopped: Option<&str>) {
-    let connections = match per_connection {
-        1 => "one HTTP/2 connection per stream".to_string(),
-        n => format!("{n} streams per HTTP/2 connection"),
-    };
+fn print_steps(rows: &[Step], empty_rss_kb: u64, connections: &str, stopped: Option<&str>) {
     println!(
         "Control plane: its own process, Source::Fixed with {SERVICES} Services × {ENDPOINTS} \
          endpoints ({:.1} MiB RSS with no stream). Load generator: ACKing ADS probes \
