@@ -10,12 +10,11 @@
 mod fault_support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use fault_support::{assert_unavailable_naming, counted_calls, small, wait_for_endpoints};
 use podlb_client::{Channel, PolicyKind};
 use podlb_control_plane::catalog::{
-    CatalogChange, CatalogService, LbPolicy, ServiceEndpoints, ServiceName, ServicePort,
+    CatalogChange, CatalogService, LbPolicy, ServiceName, ServicePort,
 };
 use podlb_control_plane::status::SyncState;
 use podlb_control_plane::{ControlPlane, ControlPlaneConfig, Source};
@@ -29,19 +28,18 @@ const CALLS: usize = 60;
 /// The Service `greeter.default`, port 50051, served at `addrs`.
 fn greeter(addrs: &[SocketAddr]) -> CatalogService {
     let endpoints: Vec<Endpoint> = addrs.iter().map(|a| Endpoint::new((*a).into())).collect();
-    CatalogService {
-        name: ServiceName {
+    CatalogService::fixed(
+        ServiceName {
             namespace: "default".into(),
             name: "greeter".into(),
         },
-        policy: LbPolicy::RoundRobin,
-        hash_header: None,
-        ports: vec![ServicePort {
+        ServicePort {
             number: 50051,
             name: None,
-        }],
-        endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
-    }
+        },
+        LbPolicy::RoundRobin,
+        endpoints,
+    )
 }
 
 /// A bootstrap naming the xDS server at `server`, with node id `node_id`.

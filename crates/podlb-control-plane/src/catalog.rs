@@ -125,6 +125,24 @@ pub enum ServiceEndpoints {
 }
 
 impl CatalogService {
+    /// A Service with one port and a fixed list of endpoints, as a catalog
+    /// file entry gives it; for [`Source::Fixed`](crate::Source::Fixed)
+    /// and [`ControlPlane::apply`](crate::ControlPlane::apply).
+    pub fn fixed(
+        name: ServiceName,
+        port: ServicePort,
+        policy: LbPolicy,
+        endpoints: Vec<Endpoint>,
+    ) -> CatalogService {
+        CatalogService {
+            name,
+            policy,
+            hash_header: None,
+            ports: vec![port],
+            endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
+        }
+    }
+
     /// The endpoints of `port`, or `None` when the Service has no such port
     /// (the resource then does not exist, and clients are told so).
     pub fn endpoints(&self, port: &PortRef) -> Option<Vec<Endpoint>> {

@@ -11,11 +11,10 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use podlb_control_plane::catalog::{
-    CatalogChange, CatalogService, LbPolicy, ServiceEndpoints, ServiceName, ServicePort,
+    CatalogChange, CatalogService, LbPolicy, ServiceName, ServicePort,
 };
 use podlb_control_plane::status::{ClientStatus, SyncState};
 use podlb_control_plane::{ControlPlane, ControlPlaneConfig, Source};
@@ -37,19 +36,18 @@ fn greeter(backends: &[&TestBackend]) -> CatalogService {
         .iter()
         .map(|b| Endpoint::new(b.addr().into()))
         .collect();
-    CatalogService {
-        name: ServiceName {
+    CatalogService::fixed(
+        ServiceName {
             namespace: "default".into(),
             name: "greeter".into(),
         },
-        policy: LbPolicy::RoundRobin,
-        hash_header: None,
-        ports: vec![ServicePort {
+        ServicePort {
             number: 50051,
             name: Some("grpc".into()),
-        }],
-        endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
-    }
+        },
+        LbPolicy::RoundRobin,
+        endpoints,
+    )
 }
 
 async fn start_control_plane(backends: &[&TestBackend]) -> ControlPlane {
