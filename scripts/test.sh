@@ -5,7 +5,7 @@
 # node (>= 18) and npm; the cluster also needs apt (Debian 12) as root or
 # through sudo, and is required when CI=true.
 #
-#   bash scripts/test.sh
+#   bash scripts/test.sh [CARGO TEST ARGS...]
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,4 +95,5 @@ else
 EOF
 fi
 
-cargo test --workspace --all-targets
+# Extra arguments go to cargo test (e.g. --no-fail-fast, or a test name).
+cargo test --workspace --all-targets "$@"

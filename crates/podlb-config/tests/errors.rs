@@ -101,7 +101,7 @@ fn bad_target_scheme_uses_the_target_error() {
     assert_eq!(
         error_of("bad_target_scheme.yaml"),
         "bad_target_scheme.yaml:9:13: upstreams[0].target: target \"http://127.0.0.1:50051\": \
-         unknown scheme \"http\"; podlb knows static:///, dns:/// and kubernetes:///"
+         unknown scheme \"http\"; podlb knows static:///, dns:///, kubernetes:/// and xds:///"
     );
 }
 

@@ -27,20 +27,23 @@ pub enum Error {
         target: String,
     },
     /// Discovery has found no endpoint at all.
-    #[error("upstream {upstream:?} ({target}): {}", no_endpoint_reason(.discovery_error))]
+    #[error("upstream {upstream:?} ({target}): {}", no_endpoint_reason(*.answered, .discovery_error))]
     NoEndpoint {
         /// The upstream's name.
         upstream: String,
         /// Its target URI.
         target: String,
+        /// Whether discovery has answered at all yet.
+        answered: bool,
         /// Discovery's latest error, which may be why.
         discovery_error: Option<String>,
     },
 }
 
-fn no_endpoint_reason(discovery_error: &Option<String>) -> String {
-    match discovery_error {
-        Some(err) => format!("no endpoint is known, and discovery failed: {err}"),
-        None => "discovery found no ready endpoint".into(),
+fn no_endpoint_reason(answered: bool, discovery_error: &Option<String>) -> String {
+    match (answered, discovery_error) {
+        (_, Some(err)) => format!("no endpoint is known, and discovery failed: {err}"),
+        (true, None) => "discovery found no ready endpoint".into(),
+        (false, None) => "discovery has not answered yet".into(),
     }
 }

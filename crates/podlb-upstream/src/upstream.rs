@@ -203,11 +203,15 @@ impl Upstream {
     fn no_lease(&self, endpoints: usize, saturated: bool) -> Error {
         let (upstream, target) = (self.name.to_string(), self.target.to_string());
         match (endpoints, saturated) {
-            (0, _) => Error::NoEndpoint {
-                upstream,
-                target,
-                discovery_error: self.discovery.current().error.map(|e| e.to_string()),
-            },
+            (0, _) => {
+                let resolution = self.discovery.current();
+                Error::NoEndpoint {
+                    upstream,
+                    target,
+                    answered: resolution.resolved,
+                    discovery_error: resolution.error.map(|e| e.to_string()),
+                }
+            }
             (_, true) => Error::Saturated { upstream, target },
             (endpoints, false) => Error::NoReadyEndpoint {
                 upstream,
