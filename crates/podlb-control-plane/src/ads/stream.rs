@@ -61,7 +61,11 @@ impl std::fmt::Display for End {
         match self {
             End::ClientClosed => f.write_str("the client closed the stream"),
             End::ClientError(status) => {
-                write!(f, "the client's stream failed: {}", status.message())
+                write!(
+                    f,
+                    "the stream broke ({}): the client went away or reset it",
+                    status.message()
+                )
             }
             End::ClientGone => f.write_str("the client stopped reading"),
             End::Protocol(status) => write!(f, "protocol error: {}", status.message()),
