@@ -333,7 +333,7 @@ fn print_runs(fixed: &ScaleRun, kubernetes: Option<&ScaleRun>) {
     both("bursts: first write → whole burst served, median", &|r| {
         format!("{:.0} ms", ms(median(&r.burst_wall)))
     });
-    both("bursts: snapshots published per burst", &|r| {
+    both("bursts: snapshots seen per burst (a lower bound)", &|r| {
         format!("{:?}", r.burst_snapshots)
     });
     both("RSS after the changes / peak", &|r| {

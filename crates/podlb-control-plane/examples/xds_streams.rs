@@ -136,6 +136,8 @@ async fn run(steps: &[usize], per_connection: usize) {
         endpoints: ENDPOINTS,
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let empty_rss = cp.usage().rss_kb;
     let name = resource_name(NAMESPACE, 0);
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut channels: Vec<Channel> = Vec::new();
@@ -218,18 +220,6 @@ async fn run(steps: &[usize], per_connection: usize) {
         });
         eprintln!("{opened} streams: done");
     }
-    let empty_rss = {
-        let empty = ChildControlPlane::start(&ChildSource::Fixed {
-            namespace: NAMESPACE.to_string(),
-            services: SERVICES,
-            endpoints: ENDPOINTS,
-        })
-        .await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let rss = empty.usage().rss_kb;
-        empty.quit().await;
-        rss
-    };
     drop(channels);
     cp.quit().await;
     print_steps(&rows, empty_rss, &connections, stopped.as_deref());

@@ -416,9 +416,13 @@ async fn serve(source: ChildSource) {
         after.rss_kb
     );
     let seen = Arc::new(AtomicU64::new(0));
+    // `await` watches the counter's output, not the control plane's
+    // channel, so the count it answers with includes the snapshot it found.
+    let (counted_tx, counted) = watch::channel(control_plane.snapshots().borrow().clone());
     tokio::spawn(count_snapshots(
         control_plane.snapshots(),
         Arc::clone(&seen),
+        counted_tx,
     ));
     let mut commands = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = commands.next_line().await {
@@ -442,7 +446,7 @@ async fn serve(source: ChildSource) {
                 "APPLIED".to_string()
             }
             ["await", name, port] => {
-                let found = serves_port(control_plane.snapshots(), name, parse(port) as u16).await;
+                let found = serves_port(counted.clone(), name, parse(port) as u16).await;
                 match found {
                     true => format!("SEEN {}", seen.load(Ordering::Relaxed)),
                     false => "TIMEOUT".to_string(),
@@ -473,9 +477,19 @@ fn parse(word: &str) -> usize {
     word.parse().expect("a number")
 }
 
-async fn count_snapshots(mut snapshots: watch::Receiver<SharedSnapshot>, seen: Arc<AtomicU64>) {
+/// Counts the snapshots it sees, then passes each on to `counted`. A
+/// watch channel keeps only the latest value, so snapshots that replace
+/// each other before this task runs count as one: the count is a lower
+/// bound of the snapshots published (exact when they are far apart).
+async fn count_snapshots(
+    mut snapshots: watch::Receiver<SharedSnapshot>,
+    seen: Arc<AtomicU64>,
+    counted: watch::Sender<SharedSnapshot>,
+) {
     while snapshots.changed().await.is_ok() {
+        let snapshot = snapshots.borrow_and_update().clone();
         seen.fetch_add(1, Ordering::Relaxed);
+        counted.send_replace(snapshot);
     }
 }
 
