@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -26,6 +27,13 @@ use crate::status::{StatusRegistry, StatusReport};
 /// being told their Service does not exist, but a source that cannot list
 /// (no rights, no API server) does not hold them forever.
 const FIRST_LIST_WAIT: Duration = Duration::from_secs(5);
+
+/// The least time between two snapshots. A change after a quiet spell is
+/// served at once; the changes of a burst (a rollout rewriting slice after
+/// slice, which the Kubernetes watch hands over one at a time) that arrive
+/// within this gap join one snapshot, so each client gets one push per gap,
+/// not one per slice. It bounds the delay a change in a burst can get.
+const MIN_SNAPSHOT_GAP: Duration = Duration::from_millis(50);
 
 /// Where the Services come from.
 #[derive(Debug, Clone)]
@@ -131,6 +139,7 @@ impl ControlPlane {
             builder,
             snapshot_tx,
             first.is_some(),
+            MIN_SNAPSHOT_GAP,
         ));
         let ads = AdsServer::new(snapshots.clone(), status.clone());
         let ads_stop = stop.clone();
@@ -261,21 +270,37 @@ fn default_namespace(config: &ControlPlaneConfig) -> String {
 }
 
 /// Folds the source's changes into the catalog and publishes a snapshot
-/// after each burst: every change already queued joins the same snapshot,
-/// so a rollout touching many slices is one push, not one per slice.
+/// after each burst: every change already queued, and every change that
+/// arrives less than `gap` after the last snapshot, joins the same
+/// snapshot, so a rollout touching many slices is a few pushes, not one per
+/// slice.
 async fn fold_changes(
     mut changes: mpsc::Receiver<CatalogChange>,
     mut catalog: Catalog,
     mut builder: SnapshotBuilder,
     snapshots: watch::Sender<SharedSnapshot>,
     mut waiting_for_first_list: bool,
+    gap: Duration,
 ) {
+    let mut next_allowed = Instant::now();
     while let Some(change) = changes.recv().await {
-        let mut listed = matches!(change, CatalogChange::Reset(_));
-        catalog.apply(change);
+        let mut listed = false;
+        absorb(&mut catalog, &mut listed, change);
+        let hold = sleep_until(next_allowed);
+        tokio::pin!(hold);
+        loop {
+            // The hold first: a flood of changes cannot put it off.
+            tokio::select! {
+                biased;
+                () = &mut hold => break,
+                more = changes.recv() => match more {
+                    Some(more) => absorb(&mut catalog, &mut listed, more),
+                    None => break,
+                },
+            }
+        }
         while let Ok(more) = changes.try_recv() {
-            listed |= matches!(more, CatalogChange::Reset(_));
-            catalog.apply(more);
+            absorb(&mut catalog, &mut listed, more);
         }
         if waiting_for_first_list && !listed {
             // Nothing is served before the first list; keep folding.
@@ -285,8 +310,15 @@ async fn fold_changes(
         let started = std::time::Instant::now();
         let snapshot = builder.build(&catalog);
         snapshots.send_replace(Arc::new(snapshot));
+        next_allowed = Instant::now() + gap;
         tracing::debug!(services = catalog.len(), took = ?started.elapsed(), "snapshot published");
     }
+}
+
+/// Applies one change; `listed` becomes true on a full list.
+fn absorb(catalog: &mut Catalog, listed: &mut bool, change: CatalogChange) {
+    *listed |= matches!(change, CatalogChange::Reset(_));
+    catalog.apply(change);
 }
 
 /// Waits until a snapshot after the initial one is published (the source's
@@ -317,4 +349,98 @@ fn local_addr(
     listener
         .local_addr()
         .map_err(|source| Error::Bind { what, addr, source })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::catalog::{LbPolicy, ServiceName, ServicePort};
+    use crate::snapshot::CLUSTER;
+    use podlb_core::Endpoint;
+
+    const GAP: Duration = Duration::from_millis(50);
+
+    fn service(i: usize) -> CatalogService {
+        CatalogService::fixed(
+            ServiceName {
+                namespace: "default".into(),
+                name: format!("svc-{i}"),
+            },
+            ServicePort {
+                number: 50051,
+                name: None,
+            },
+            LbPolicy::RoundRobin,
+            vec![Endpoint::new("127.0.0.1:1".parse().unwrap())],
+        )
+    }
+
+    fn serves(snapshot: &SharedSnapshot, i: usize) -> bool {
+        snapshot
+            .get(CLUSTER, &format!("svc-{i}.default:50051"))
+            .is_some()
+    }
+
+    /// The fold task over an empty catalog, and its snapshots.
+    fn start() -> (mpsc::Sender<CatalogChange>, watch::Receiver<SharedSnapshot>) {
+        let mut builder = SnapshotBuilder::new(ResourceSettings::default());
+        let catalog = Catalog::default();
+        let (snapshot_tx, snapshots) =
+            watch::channel::<SharedSnapshot>(Arc::new(builder.build(&catalog)));
+        let (changes, changes_rx) = mpsc::channel(64);
+        tokio::spawn(fold_changes(
+            changes_rx,
+            catalog,
+            builder,
+            snapshot_tx,
+            false,
+            GAP,
+        ));
+        (changes, snapshots)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_change_is_served_at_once() {
+        let (changes, mut snapshots) = start();
+        let before = Instant::now();
+        changes
+            .send(CatalogChange::Upsert(service(0)))
+            .await
+            .unwrap();
+        snapshots.changed().await.unwrap();
+        assert!(serves(&snapshots.borrow_and_update(), 0));
+        assert_eq!(Instant::now(), before, "no time may pass before the push");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_within_the_gap_join_one_snapshot() {
+        let (changes, mut snapshots) = start();
+        changes
+            .send(CatalogChange::Upsert(service(0)))
+            .await
+            .unwrap();
+        snapshots.changed().await.unwrap();
+        snapshots.borrow_and_update();
+        let first = Instant::now();
+        for i in 1..=5 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            changes
+                .send(CatalogChange::Upsert(service(i)))
+                .await
+                .unwrap();
+        }
+        snapshots.changed().await.unwrap();
+        let snapshot = snapshots.borrow_and_update().clone();
+        assert!(
+            (1..=5).all(|i| serves(&snapshot, i)),
+            "one snapshot has the whole burst"
+        );
+        assert_eq!(Instant::now(), first + GAP, "published when the gap ends");
+        tokio::time::sleep(GAP * 4).await;
+        assert!(
+            !snapshots.has_changed().unwrap(),
+            "no second snapshot for the same burst"
+        );
+    }
 }
