@@ -45,7 +45,7 @@ pub enum Error {
     },
     /// An `xds://AUTHORITY/NAME` target: federation is not supported.
     #[error(
-        "xds://{authority}/{name}: xDS federation (an authority in the target, gRFC A47) is not supported; write xds:///{name} to use the bootstrap's xds_servers"
+        "the authority {authority:?} asks for xDS federation (gRFC A47), which podlb does not support; write xds:///{name} to use the bootstrap's xds_servers"
     )]
     Federation {
         /// The authority given.
