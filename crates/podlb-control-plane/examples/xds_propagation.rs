@@ -32,10 +32,9 @@
 
 mod bench_support;
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bench_support::catalog::{self, endpoint_port, resource_name, service_name, slice_name};
+use bench_support::catalog::{self, endpoint_port, resource_name, slice_name};
 use bench_support::child::{ChildControlPlane, ChildSource, endpoints_ack};
 use bench_support::kube as k8s;
 use bench_support::measure::{self, max, median, ms, quantile};
@@ -123,20 +122,7 @@ async fn run(sizes: &[usize]) {
 async fn propagation_run(cluster: &KubeCluster, client: &kube::Client, services: usize) -> Run {
     let namespace = cluster.unique_namespace("xds-prop");
     let written = Instant::now();
-    let service_objects = (0..services)
-        .map(|i| k8s::headless_service(&service_name(i)))
-        .collect();
-    let slices = (0..services)
-        .map(|i| {
-            k8s::slice(
-                &slice_name(i),
-                &service_name(i),
-                endpoint_port(0),
-                &endpoints_of(i),
-            )
-        })
-        .collect();
-    k8s::create_all(client, &namespace, service_objects, slices).await;
+    k8s::create_catalog(client, &namespace, services, ENDPOINTS).await;
     eprintln!(
         "wrote {services} Services and EndpointSlices to {namespace} in {:.1} s",
         written.elapsed().as_secs_f64()
@@ -161,7 +147,10 @@ async fn propagation_run(cluster: &KubeCluster, client: &kube::Client, services:
     let mut changes = Vec::new();
     for k in 0..CHANGES {
         let generation = 1 + k as u16;
-        let patch = k8s::slice_patch(endpoint_port(generation), &endpoints_of(0));
+        let patch = k8s::slice_patch(
+            endpoint_port(generation),
+            &catalog::slice_endpoints(0, ENDPOINTS),
+        );
         let before = cp.usage();
         let wall_start = unix_ms_now();
         let start = Instant::now();
@@ -240,13 +229,6 @@ fn unix_ms_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
-/// Service `i`'s endpoints, as written to its slice.
-fn endpoints_of(i: usize) -> Vec<(IpAddr, String)> {
-    (0..ENDPOINTS)
-        .map(|j| (IpAddr::V4(catalog::endpoint_addr(i, j)), catalog::zone(j)))
-        .collect()
 }
 
 fn print_runs(runs: &[Run]) {

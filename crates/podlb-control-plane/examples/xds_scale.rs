@@ -22,10 +22,9 @@
 
 mod bench_support;
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use bench_support::catalog::{self, endpoint_port, resource_name, service_name, slice_name};
+use bench_support::catalog::{self, endpoint_port, resource_name, slice_name};
 use bench_support::child::{ChildControlPlane, ChildSource};
 use bench_support::kube as k8s;
 use bench_support::measure::{self, Usage, median, mib, ms};
@@ -186,20 +185,7 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
 
     let namespace = cluster.unique_namespace("xds-scale");
     let written = Instant::now();
-    let services = (0..SERVICES)
-        .map(|i| k8s::headless_service(&service_name(i)))
-        .collect();
-    let slices = (0..SERVICES)
-        .map(|i| {
-            k8s::slice(
-                &slice_name(i),
-                &service_name(i),
-                endpoint_port(0),
-                &endpoints_of(i),
-            )
-        })
-        .collect();
-    k8s::create_all(&client, &namespace, services, slices).await;
+    k8s::create_catalog(&client, &namespace, SERVICES, ENDPOINTS).await;
     eprintln!(
         "wrote {SERVICES} Services and {SERVICES} EndpointSlices to {namespace} in {:.1} s",
         written.elapsed().as_secs_f64()
@@ -224,7 +210,10 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
         let generation = 1 + k as u16;
         let before = cp.usage();
         let started = Instant::now();
-        let patch = k8s::slice_patch(endpoint_port(generation), &endpoints_of(i));
+        let patch = k8s::slice_patch(
+            endpoint_port(generation),
+            &catalog::slice_endpoints(i, ENDPOINTS),
+        );
         k8s::patch_all(&client, &namespace, vec![(slice_name(i), patch)]).await;
         seen = cp
             .await_port(&resource_name(&namespace, i), endpoint_port(generation))
@@ -240,14 +229,20 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
             .map(|i| {
                 (
                     slice_name(i),
-                    k8s::slice_patch(endpoint_port(generation), &endpoints_of(i)),
+                    k8s::slice_patch(
+                        endpoint_port(generation),
+                        &catalog::slice_endpoints(i, ENDPOINTS),
+                    ),
                 )
             })
             .collect();
         k8s::patch_all(&client, &namespace, patches).await;
         // Written after every other one has been, so the slice watch
         // delivers it last: when it is served, the whole burst is.
-        let marker = k8s::slice_patch(endpoint_port(generation), &endpoints_of(last));
+        let marker = k8s::slice_patch(
+            endpoint_port(generation),
+            &catalog::slice_endpoints(last, ENDPOINTS),
+        );
         k8s::patch_all(&client, &namespace, vec![(slice_name(last), marker)]).await;
         let now_seen = cp
             .await_port(&resource_name(&namespace, last), endpoint_port(generation))
@@ -271,13 +266,6 @@ fn kubernetes_source(cluster: &KubeCluster, namespace: &str) -> ChildSource {
         kubeconfig: cluster.kubeconfig_path(),
         namespace: namespace.to_string(),
     }
-}
-
-/// Service `i`'s endpoints, as written to its slice.
-fn endpoints_of(i: usize) -> Vec<(IpAddr, String)> {
-    (0..ENDPOINTS)
-        .map(|j| (IpAddr::V4(catalog::endpoint_addr(i, j)), catalog::zone(j)))
-        .collect()
 }
 
 fn cpu_since(before: &Usage, after: &Usage) -> Duration {

@@ -57,6 +57,13 @@ pub(crate) fn endpoint_addr(i: usize, j: usize) -> Ipv4Addr {
     )
 }
 
+/// Service `i`'s `count` endpoints with their zones, as written to its slice.
+pub(crate) fn slice_endpoints(i: usize, count: usize) -> Vec<(IpAddr, String)> {
+    (0..count)
+        .map(|j| (IpAddr::V4(endpoint_addr(i, j)), zone(j)))
+        .collect()
+}
+
 /// Endpoint `j`'s zone: three zones, as a regional cluster has.
 pub(crate) fn zone(j: usize) -> String {
     format!("zone-{}", j % 3)

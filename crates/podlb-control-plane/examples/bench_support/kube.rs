@@ -112,6 +112,32 @@ fn endpoints_json(endpoints: &[(IpAddr, String)]) -> serde_json::Value {
         .collect()
 }
 
+/// Writes the benchmarks' catalog to `namespace`: `services` headless
+/// Services, each with one EndpointSlice of `endpoints` ready endpoints on
+/// the port of generation 0.
+pub(crate) async fn create_catalog(
+    client: &kube::Client,
+    namespace: &str,
+    services: usize,
+    endpoints: usize,
+) {
+    use super::catalog::{endpoint_port, service_name, slice_endpoints, slice_name};
+    let service_objects = (0..services)
+        .map(|i| headless_service(&service_name(i)))
+        .collect();
+    let slice_objects = (0..services)
+        .map(|i| {
+            slice(
+                &slice_name(i),
+                &service_name(i),
+                endpoint_port(0),
+                &slice_endpoints(i, endpoints),
+            )
+        })
+        .collect();
+    create_all(client, namespace, service_objects, slice_objects).await;
+}
+
 /// Creates `services` and `slices` in `namespace`, a few writes in flight
 /// at once.
 pub(crate) async fn create_all(
