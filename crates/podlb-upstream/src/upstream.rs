@@ -136,29 +136,37 @@ impl Upstream {
     /// [starting](Self::is_starting) waits for its first connections (up to
     /// `max_wait` and the connect timeout).
     pub async fn lease_waiting(&self, max_wait: Duration) -> Result<CallLease, Error> {
+        // Whether the upstream is starting is read before each lease: it
+        // only ever stops starting, so a lease that fails after it had
+        // stopped saw the settled set. Read after, it could have stopped
+        // in between (answered and connected) and make a stale failure final.
+        let starting = self.is_starting();
         let first = match self.lease() {
             Ok(lease) => return Ok(lease),
             Err(err) => err,
         };
         let wait = match first {
             Error::Saturated { .. } => max_wait,
-            _ if self.is_starting() => max_wait.min(self.connect_timeout),
+            _ if starting => max_wait.min(self.connect_timeout),
             err => return Err(err),
         };
         let mut last = first;
         let waited = self
             .waiters
-            .wait_for(deadline_after(wait), || match self.lease() {
-                Ok(lease) => Some(Ok(lease)),
-                Err(err @ Error::Saturated { .. }) => {
-                    last = err;
-                    None
+            .wait_for(deadline_after(wait), || {
+                let starting = self.is_starting();
+                match self.lease() {
+                    Ok(lease) => Some(Ok(lease)),
+                    Err(err @ Error::Saturated { .. }) => {
+                        last = err;
+                        None
+                    }
+                    Err(err) if starting => {
+                        last = err;
+                        None
+                    }
+                    Err(err) => Some(Err(err)),
                 }
-                Err(err) if self.is_starting() => {
-                    last = err;
-                    None
-                }
-                Err(err) => Some(Err(err)),
             })
             .await;
         waited.unwrap_or(Err(last))
