@@ -113,11 +113,7 @@ async fn fixed_run() -> ScaleRun {
 
     let mut cp = ChildControlPlane::start(&fixed_source(SERVICES)).await;
     run.initial_cpu = cp.after_start.cpu.saturating_sub(cp.before_start.cpu);
-    let idle_from = cp.usage();
-    tokio::time::sleep(SETTLE).await;
-    let settled = cp.usage();
-    run.loaded_rss_kb = settled.rss_kb;
-    run.idle_cpu = cpu_since(&idle_from, &settled);
+    record_settled(&cp, &mut run).await;
 
     for k in 0..SINGLE_CHANGES {
         let i = (k * 37) % SERVICES;
@@ -199,11 +195,7 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
         .await;
     run.initial_wall = Some(started.elapsed());
     run.initial_cpu = cp.usage().cpu.saturating_sub(cp.before_start.cpu);
-    let idle_from = cp.usage();
-    tokio::time::sleep(SETTLE).await;
-    let settled = cp.usage();
-    run.loaded_rss_kb = settled.rss_kb;
-    run.idle_cpu = cpu_since(&idle_from, &settled);
+    record_settled(&cp, &mut run).await;
 
     for k in 0..SINGLE_CHANGES {
         let i = (k * 37) % SERVICES;
@@ -266,6 +258,16 @@ fn kubernetes_source(cluster: &KubeCluster, namespace: &str) -> ChildSource {
         kubeconfig: cluster.kubeconfig_path(),
         namespace: namespace.to_string(),
     }
+}
+
+/// Lets `cp` idle for [`SETTLE`] with its full catalog; records its
+/// settled RSS and the CPU it spent meanwhile.
+async fn record_settled(cp: &ChildControlPlane, run: &mut ScaleRun) {
+    let idle_from = cp.usage();
+    tokio::time::sleep(SETTLE).await;
+    let settled = cp.usage();
+    run.loaded_rss_kb = settled.rss_kb;
+    run.idle_cpu = cpu_since(&idle_from, &settled);
 }
 
 fn cpu_since(before: &Usage, after: &Usage) -> Duration {
