@@ -67,6 +67,8 @@ struct ScaleRun {
     /// Per single change: CPU, and time until a snapshot serves it.
     single_cpu: Vec<Duration>,
     single_wall: Vec<Duration>,
+    /// Per single change: minor page faults of the control plane.
+    single_faults: Vec<u64>,
     /// Per burst: CPU per change, time until the last change is served,
     /// snapshots published for the burst.
     burst_cpu_per_change: Vec<Duration>,
@@ -127,7 +129,10 @@ async fn fixed_run() -> ScaleRun {
         )
         .await;
         run.single_wall.push(started.elapsed());
-        run.single_cpu.push(cpu_since(&before, &cp.usage()));
+        let after = cp.usage();
+        run.single_cpu.push(cpu_since(&before, &after));
+        run.single_faults
+            .push(after.minor_faults.saturating_sub(before.minor_faults));
     }
     let last = SERVICES - 1;
     let mut seen = cp
@@ -211,7 +216,10 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
             .await_port(&resource_name(&namespace, i), endpoint_port(generation))
             .await;
         run.single_wall.push(started.elapsed());
-        run.single_cpu.push(cpu_since(&before, &cp.usage()));
+        let after = cp.usage();
+        run.single_cpu.push(cpu_since(&before, &after));
+        run.single_faults
+            .push(after.minor_faults.saturating_sub(before.minor_faults));
     }
     for b in 0..BURSTS {
         let generation = 100 + b as u16;
@@ -311,6 +319,16 @@ fn print_runs(fixed: &ScaleRun, kubernetes: Option<&ScaleRun>) {
     both(
         &format!("one change at a time ({SINGLE_CHANGES}): CPU per change, median"),
         &|r| format!("{:.2} ms", ms(median(&r.single_cpu))),
+    );
+    both(
+        "one change at a time: minor page faults per change, median",
+        &|r| {
+            let mut faults = r.single_faults.clone();
+            faults.sort_unstable();
+            faults
+                .get(faults.len() / 2)
+                .map_or("-".into(), u64::to_string)
+        },
     );
     both(
         "one change at a time: write → snapshot serves it, median",

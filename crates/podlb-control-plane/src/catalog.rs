@@ -11,6 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use imbl::OrdMap;
+use imbl::ordmap::DiffItem;
 use podlb_core::{Endpoint, PortRef};
 
 /// A Service's name and namespace.
@@ -197,11 +199,38 @@ pub enum CatalogChange {
     Remove(ServiceName),
 }
 
-/// Every Service served now. Cheap to clone: the snapshot builder shares
-/// the services with the catalog.
+/// Every Service served now. Cheap to clone and to compare with an earlier
+/// clone: the map is persistent, so a clone shares every node, a change
+/// copies only the path to it, and [`Catalog::changes_since`] skips the
+/// nodes both share. That keeps a snapshot per change proportional to the
+/// change, not to the catalog.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    services: BTreeMap<ServiceName, Arc<CatalogService>>,
+    services: OrdMap<ServiceName, Entry>,
+}
+
+/// A catalog entry. Equal only to itself (the same `Arc`): a source's
+/// upsert is a change, and comparing endpoint lists would cost what the
+/// persistent map saves.
+#[derive(Debug, Clone)]
+struct Entry(Arc<CatalogService>);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// How a Service differs between two catalogs.
+#[derive(Debug)]
+pub(crate) enum ServiceChange<'a> {
+    /// New, or replaced: the Service as it is now, and as it was.
+    Upserted {
+        now: &'a Arc<CatalogService>,
+        was: Option<&'a Arc<CatalogService>>,
+    },
+    /// Gone.
+    Removed(&'a ServiceName),
 }
 
 impl Catalog {
@@ -211,12 +240,12 @@ impl Catalog {
             CatalogChange::Reset(services) => {
                 self.services = services
                     .into_iter()
-                    .map(|s| (s.name.clone(), Arc::new(s)))
+                    .map(|s| (s.name.clone(), Entry(Arc::new(s))))
                     .collect();
             }
             CatalogChange::Upsert(service) => {
                 self.services
-                    .insert(service.name.clone(), Arc::new(service));
+                    .insert(service.name.clone(), Entry(Arc::new(service)));
             }
             CatalogChange::Remove(name) => {
                 self.services.remove(&name);
@@ -226,12 +255,12 @@ impl Catalog {
 
     /// The Service named so.
     pub fn get(&self, name: &ServiceName) -> Option<&Arc<CatalogService>> {
-        self.services.get(name)
+        self.services.get(name).map(|entry| &entry.0)
     }
 
     /// Every Service, by name.
     pub fn services(&self) -> impl Iterator<Item = &Arc<CatalogService>> {
-        self.services.values()
+        self.services.values().map(|entry| &entry.0)
     }
 
     /// How many Services there are.
@@ -242,6 +271,31 @@ impl Catalog {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+
+    /// What changed from `earlier` to this catalog, visiting only what the
+    /// two do not share.
+    pub(crate) fn changes_since<'a>(
+        &'a self,
+        earlier: &'a Catalog,
+    ) -> impl Iterator<Item = ServiceChange<'a>> {
+        earlier
+            .services
+            .diff(&self.services)
+            .map(|item| match item {
+                DiffItem::Add(_, now) => ServiceChange::Upserted {
+                    now: &now.0,
+                    was: None,
+                },
+                DiffItem::Update {
+                    old: (_, was),
+                    new: (_, now),
+                } => ServiceChange::Upserted {
+                    now: &now.0,
+                    was: Some(&was.0),
+                },
+                DiffItem::Remove(name, _) => ServiceChange::Removed(name),
+            })
     }
 }
 
@@ -299,5 +353,39 @@ mod tests {
         let name = fixed(vec![]).name;
         catalog.apply(CatalogChange::Remove(name.clone()));
         assert!(catalog.get(&name).is_none());
+    }
+
+    fn named(name: &str) -> CatalogService {
+        let mut service = fixed(vec![]);
+        service.name.name = name.into();
+        service
+    }
+
+    fn change_names(now: &Catalog, earlier: &Catalog) -> Vec<String> {
+        now.changes_since(earlier)
+            .map(|change| match change {
+                ServiceChange::Upserted { now, was: None } => format!("+{}", now.name.name),
+                ServiceChange::Upserted { now, was: Some(_) } => format!("~{}", now.name.name),
+                ServiceChange::Removed(name) => format!("-{}", name.name),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_since_names_each_upsert_and_removal_once() {
+        let mut earlier = Catalog::default();
+        earlier.apply(CatalogChange::Reset(
+            (0..300).map(|i| named(&format!("s{i:03}"))).collect(),
+        ));
+        assert!(change_names(&earlier, &earlier.clone()).is_empty());
+        let mut now = earlier.clone();
+        now.apply(CatalogChange::Upsert(named("s007")));
+        now.apply(CatalogChange::Upsert(named("new")));
+        now.apply(CatalogChange::Remove(named("s200").name));
+        assert_eq!(change_names(&now, &earlier), ["+new", "~s007", "-s200"]);
+        // An upsert of an equal Service is still a change: the source said so.
+        let mut again = now.clone();
+        again.apply(CatalogChange::Upsert(named("s007")));
+        assert_eq!(change_names(&again, &now), ["~s007"]);
     }
 }

@@ -18,6 +18,9 @@ pub(crate) struct Usage {
     pub(crate) rss_kb: u64,
     /// The most it was ever resident (`VmHWM`), KiB.
     pub(crate) peak_kb: u64,
+    /// Minor page faults so far (`minflt`): pages the kernel had to map
+    /// and zero, a cost `cpu` includes but does not name.
+    pub(crate) minor_faults: u64,
 }
 
 /// The usage of process `pid`; zeros for what cannot be read.
@@ -28,6 +31,7 @@ pub(crate) fn usage(pid: u32) -> Usage {
         cpu: cpu_time(Path::new(&proc)),
         rss_kb: status_kb(&status, "VmRSS:"),
         peak_kb: status_kb(&status, "VmHWM:"),
+        minor_faults: stat_field(Path::new(&proc), 7),
     }
 }
 
@@ -74,17 +78,19 @@ fn sum_exec_runtime_ms(sched: &str) -> Option<f64> {
 
 /// utime + stime from `/proc/PID/stat`, at the usual 100 ticks a second.
 fn stat_ticks(proc: &Path) -> Duration {
+    let ticks = stat_field(proc, 11) + stat_field(proc, 12);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Field `index` of `/proc/PID/stat`, counted from the one after the
+/// command name (0 is the state); 0 when it cannot be read.
+fn stat_field(proc: &Path, index: usize) -> u64 {
     let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
     // The command name may hold spaces; the fields follow its ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    Duration::from_millis(ticks * 10)
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(index))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The `q`-quantile (0..=1) of `values`, nearest rank; zero when empty.

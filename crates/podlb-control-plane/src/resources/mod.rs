@@ -21,7 +21,9 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
-use crate::catalog::{Catalog, CatalogService, ServiceName};
+use imbl::OrdMap;
+
+use crate::catalog::{Catalog, CatalogService, ServiceChange, ServiceName};
 use crate::snapshot::{self, Resource, Snapshot};
 pub use listener::GATEWAY_LISTENER;
 use listener::RouteTarget;
@@ -53,18 +55,21 @@ struct PortResources {
     endpoints: Any,
 }
 
-/// A Service's resources, and the catalog entry they were built from.
-#[derive(Debug, Clone)]
-struct BuiltService {
-    from: Arc<CatalogService>,
-    ports: Arc<HashMap<String, Arc<PortResources>>>,
-}
+/// A Service's encoded resources, by canonical Cluster name.
+type BuiltService = Arc<HashMap<String, Arc<PortResources>>>;
 
-/// Builds snapshots, re-encoding only the Services that changed.
+/// Builds snapshots, re-encoding only the Services that changed since the
+/// last one: the work per snapshot follows the change, not the catalog.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
     settings: Arc<ResourceSettings>,
-    built: HashMap<ServiceName, BuiltService>,
+    /// The catalog of the last snapshot, to diff the next one against.
+    last: Catalog,
+    built: OrdMap<ServiceName, BuiltService>,
+    /// The gateway Listener, rebuilt only when a Service's routes change
+    /// (a new or removed Service, other ports or hash header), not when
+    /// only its endpoints do.
+    gateway: Option<Any>,
 }
 
 impl SnapshotBuilder {
@@ -72,39 +77,47 @@ impl SnapshotBuilder {
     pub fn new(settings: ResourceSettings) -> SnapshotBuilder {
         SnapshotBuilder {
             settings: Arc::new(settings),
-            built: HashMap::new(),
+            ..SnapshotBuilder::default()
         }
     }
 
     /// The snapshot of `catalog`.
     pub fn build(&mut self, catalog: &Catalog) -> CatalogSnapshot {
-        let mut built = HashMap::with_capacity(catalog.len());
-        let mut clusters = HashMap::new();
-        for service in catalog.services() {
-            let entry = match self.built.remove(&service.name) {
-                Some(old) if Arc::ptr_eq(&old.from, service) => old,
-                _ => build_service(service),
-            };
-            for (name, port) in entry.ports.iter() {
-                clusters.insert(name.clone(), Arc::clone(port));
+        let mut routes_changed = false;
+        for change in catalog.changes_since(&self.last) {
+            match change {
+                ServiceChange::Upserted { now, was } => {
+                    routes_changed |= was.is_none_or(|was| !same_routes(was, now));
+                    self.built.insert(now.name.clone(), build_service(now));
+                }
+                ServiceChange::Removed(name) => {
+                    routes_changed = true;
+                    self.built.remove(name);
+                }
             }
-            built.insert(service.name.clone(), entry);
         }
-        self.built = built;
-        let gateway = self
-            .settings
-            .gateway
-            .map(|addr| pack_any(gateway(addr, catalog)));
+        self.last = catalog.clone();
+        if let Some(addr) = self.settings.gateway
+            && (routes_changed || self.gateway.is_none())
+        {
+            self.gateway = Some(pack_any(gateway(addr, catalog)));
+        }
         CatalogSnapshot {
             catalog: catalog.clone(),
             settings: Arc::clone(&self.settings),
-            clusters,
-            gateway,
+            built: self.built.clone(),
+            gateway: self.gateway.clone(),
         }
     }
 }
 
-fn build_service(service: &Arc<CatalogService>) -> BuiltService {
+/// Whether the gateway routes `was` and `now` the same way: the same ports
+/// under the same names, and the same hash header.
+fn same_routes(was: &CatalogService, now: &CatalogService) -> bool {
+    was.ports == now.ports && was.hash_header == now.hash_header
+}
+
+fn build_service(service: &CatalogService) -> BuiltService {
     let ports = service
         .ports
         .iter()
@@ -118,10 +131,7 @@ fn build_service(service: &Arc<CatalogService>) -> BuiltService {
             (cluster_name, Arc::new(resources))
         })
         .collect();
-    BuiltService {
-        from: Arc::clone(service),
-        ports: Arc::new(ports),
-    }
+    Arc::new(ports)
 }
 
 fn port_resources(
@@ -162,8 +172,8 @@ fn gateway(
 pub struct CatalogSnapshot {
     catalog: Catalog,
     settings: Arc<ResourceSettings>,
-    /// Every Service port's resources, by canonical Cluster name.
-    clusters: HashMap<String, Arc<PortResources>>,
+    /// Every Service's resources, by Service.
+    built: OrdMap<ServiceName, BuiltService>,
     gateway: Option<Any>,
 }
 
@@ -179,7 +189,10 @@ impl CatalogSnapshot {
     /// The Cluster or ClusterLoadAssignment named `name`: the pre-encoded
     /// one under its canonical name, else built for the name asked.
     fn port_resource(&self, name: &str, pick: fn(&PortResources) -> &Any) -> Option<Any> {
-        if let Some(port) = self.clusters.get(name) {
+        let encoded = names::canonical_service(name)
+            .and_then(|service| self.built.get(&service))
+            .and_then(|ports| ports.get(name));
+        if let Some(port) = encoded {
             return Some(pick(port).clone());
         }
         let (service, parsed) = self.service_port(name)?;
@@ -226,8 +239,9 @@ impl Snapshot for CatalogSnapshot {
                 .collect(),
             snapshot::CLUSTER => {
                 let mut all: Vec<Resource> = self
-                    .clusters
-                    .iter()
+                    .built
+                    .values()
+                    .flat_map(|ports| ports.iter())
                     .map(|(name, port)| Resource {
                         name: name.clone(),
                         body: port.cluster.clone(),
@@ -238,5 +252,130 @@ impl Snapshot for CatalogSnapshot {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::catalog::{CatalogChange, LbPolicy, ServicePort};
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use prost::Message;
+
+    fn service(name: &str, endpoint_port: u16) -> CatalogService {
+        let addr = SocketAddr::from(([127, 0, 0, 1], endpoint_port));
+        let endpoint = podlb_core::Endpoint::new(addr.into());
+        CatalogService::fixed(
+            ServiceName {
+                namespace: "default".into(),
+                name: name.into(),
+            },
+            ServicePort {
+                number: 50051,
+                name: Some("grpc".into()),
+            },
+            LbPolicy::RoundRobin,
+            vec![endpoint],
+        )
+    }
+
+    fn catalog_of(services: &[(&str, u16)]) -> Catalog {
+        let mut catalog = Catalog::default();
+        catalog.apply(CatalogChange::Reset(
+            services.iter().map(|(n, p)| service(n, *p)).collect(),
+        ));
+        catalog
+    }
+
+    fn endpoint_port(snapshot: &CatalogSnapshot, name: &str) -> Option<u16> {
+        let resource = snapshot.get(snapshot::ENDPOINTS, name)?;
+        let cla = ClusterLoadAssignment::decode(resource.body.value.as_slice()).unwrap();
+        assert_eq!(
+            cla.cluster_name, name,
+            "the body carries the asked-for name"
+        );
+        let endpoints = podlb_xds::endpoints_from_cla(&cla).unwrap();
+        Some(endpoints[0].addr.socket_addr().port())
+    }
+
+    fn built(snapshot: &CatalogSnapshot, name: &str) -> BuiltService {
+        let key = ServiceName {
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        Arc::clone(snapshot.built.get(&key).unwrap())
+    }
+
+    #[test]
+    fn only_the_changed_service_is_encoded_again() {
+        let mut catalog = catalog_of(&[("a", 1), ("b", 2), ("c", 3)]);
+        let mut builder = SnapshotBuilder::new(ResourceSettings::default());
+        let first = builder.build(&catalog);
+        catalog.apply(CatalogChange::Upsert(service("b", 20)));
+        let second = builder.build(&catalog);
+        assert!(Arc::ptr_eq(&built(&first, "a"), &built(&second, "a")));
+        assert!(Arc::ptr_eq(&built(&first, "c"), &built(&second, "c")));
+        assert!(!Arc::ptr_eq(&built(&first, "b"), &built(&second, "b")));
+        // Each snapshot keeps serving its own moment.
+        assert_eq!(endpoint_port(&first, "b.default:50051"), Some(2));
+        assert_eq!(endpoint_port(&second, "b.default:50051"), Some(20));
+    }
+
+    #[test]
+    fn every_form_of_a_name_is_served_and_removed_services_are_not() {
+        let mut catalog = catalog_of(&[("a", 1), ("b", 2)]);
+        let mut builder = SnapshotBuilder::new(ResourceSettings::default());
+        let snapshot = builder.build(&catalog);
+        for name in [
+            "a.default:50051",
+            "a.default.svc.cluster.local:50051",
+            "a:50051",
+            "a.default:grpc",
+        ] {
+            assert_eq!(endpoint_port(&snapshot, name), Some(1), "{name}");
+            assert!(snapshot.get(snapshot::CLUSTER, name).is_some(), "{name}");
+            assert!(snapshot.get(snapshot::LISTENER, name).is_some(), "{name}");
+        }
+        for name in ["a.default:80", "nope.default:50051", "a.other:50051"] {
+            assert_eq!(endpoint_port(&snapshot, name), None, "{name}");
+        }
+        catalog.apply(CatalogChange::Remove(service("a", 1).name));
+        let after = builder.build(&catalog);
+        assert_eq!(endpoint_port(&after, "a.default:50051"), None);
+        let wildcard: Vec<String> = after
+            .wildcard(snapshot::CLUSTER)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(wildcard, ["b.default:50051"]);
+    }
+
+    #[test]
+    fn the_gateway_listener_follows_services_not_endpoints() {
+        let settings = ResourceSettings {
+            gateway: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            ..ResourceSettings::default()
+        };
+        let gateway = |snapshot: &CatalogSnapshot| {
+            snapshot
+                .get(snapshot::LISTENER, GATEWAY_LISTENER)
+                .unwrap()
+                .body
+        };
+        let mut catalog = catalog_of(&[("a", 1)]);
+        let mut builder = SnapshotBuilder::new(settings);
+        let first = gateway(&builder.build(&catalog));
+        catalog.apply(CatalogChange::Upsert(service("a", 10)));
+        assert_eq!(gateway(&builder.build(&catalog)), first, "endpoints only");
+        catalog.apply(CatalogChange::Upsert(service("b", 2)));
+        let with_b = gateway(&builder.build(&catalog));
+        assert_ne!(with_b, first, "a new Service gets routes");
+        let mut renamed_port = service("b", 2);
+        renamed_port.ports[0].name = Some("h2c".into());
+        catalog.apply(CatalogChange::Upsert(renamed_port));
+        assert_ne!(gateway(&builder.build(&catalog)), with_b, "a port changed");
+        catalog.apply(CatalogChange::Remove(service("b", 2).name));
+        assert_eq!(gateway(&builder.build(&catalog)), first, "b is gone again");
     }
 }

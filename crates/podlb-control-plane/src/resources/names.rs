@@ -10,6 +10,9 @@
 //! Service port, `NAME.NAMESPACE:PORT`, whichever form the Listener was
 //! asked for by.
 
+use std::cmp::Ordering;
+
+use equivalent::{Comparable, Equivalent};
 use podlb_core::{PortRef, Target, TargetKind};
 
 use crate::catalog::{ServiceName, ServicePort};
@@ -47,6 +50,35 @@ impl ServicePortName {
     /// this port: `greeter.default:50051`.
     pub fn cluster_name(&self) -> String {
         format!("{}:{}", self.service, self.port)
+    }
+}
+
+/// The Service of a canonical Cluster name (`greeter.default:50051`),
+/// borrowed from it: a lookup on every push needs no allocation. `None`
+/// for any other form, which [`ServicePortName::parse`] then reads.
+pub(crate) fn canonical_service(cluster_name: &str) -> Option<ServiceNameRef<'_>> {
+    let (host, _port) = cluster_name.rsplit_once(':')?;
+    let (name, namespace) = host.split_once('.')?;
+    (!namespace.contains('.')).then_some(ServiceNameRef { namespace, name })
+}
+
+/// A [`ServiceName`] made of borrowed parts, to look one up by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServiceNameRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl Equivalent<ServiceName> for ServiceNameRef<'_> {
+    fn equivalent(&self, key: &ServiceName) -> bool {
+        self.namespace == key.namespace && self.name == key.name
+    }
+}
+
+impl Comparable<ServiceName> for ServiceNameRef<'_> {
+    /// In [`ServiceName`]'s own (derived) order: namespace, then name.
+    fn compare(&self, key: &ServiceName) -> Ordering {
+        (self.namespace, self.name).cmp(&(key.namespace.as_str(), key.name.as_str()))
     }
 }
 
@@ -91,6 +123,46 @@ mod tests {
         let named = ServicePortName::parse("greeter.shop:grpc", "default").unwrap();
         assert_eq!(named.port, PortRef::Name("grpc".into()));
         assert_eq!(named.cluster_name(), "greeter.shop:grpc");
+    }
+
+    #[test]
+    fn a_canonical_cluster_name_finds_its_service_without_parsing() {
+        let service = |namespace: &str, name: &str| ServiceName {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let all = [
+            service("default", "greeter"),
+            service("default", "z"),
+            service("a", "zz"),
+            service("shop", "cart"),
+            service("shop", "a"),
+        ];
+        let map: imbl::OrdMap<ServiceName, usize> = all
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, s)| (s, i))
+            .collect();
+        for (i, s) in all.iter().enumerate() {
+            let cluster = format!("{}.{}:50051", s.name, s.namespace);
+            let borrowed = canonical_service(&cluster).unwrap();
+            assert_eq!(map.get(&borrowed), Some(&i), "{cluster}");
+            for other in &all {
+                assert_eq!(
+                    borrowed.compare(other),
+                    s.cmp(other),
+                    "{cluster} vs {other}"
+                );
+            }
+        }
+        for other_form in [
+            "greeter.default.svc:50051",
+            "greeter:50051",
+            "greeter.default",
+        ] {
+            assert!(canonical_service(other_form).is_none(), "{other_form}");
+        }
     }
 
     #[test]
