@@ -83,6 +83,8 @@ impl<E: Keyed + Clone> EndpointSet<E> {
                 }
                 removed
             }
+            // Not the set's business: the upstream picks its policy.
+            Update::Policy(_) => return Vec::new(),
         };
         self.snapshot.store(Arc::new(next));
         removed

@@ -19,7 +19,7 @@ pub mod policy;
 pub use endpoint_set::{EndpointSet, Keyed};
 pub use error::Error;
 pub use load::LoadTracker;
-pub use policy::{Policy, PolicyKind};
+pub use policy::{Policy, PolicyChoice, PolicyKind, PolicySet};
 
 /// What a policy may ask of an endpoint. Every method is a cheap atomic read.
 pub trait Load {

@@ -11,6 +11,7 @@ mod round_robin;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use least_request::LeastRequest;
 pub use peak_ewma::PeakEwma;
@@ -58,6 +59,16 @@ impl PolicyKind {
         }
     }
 
+    /// Its position in [`PolicyKind::ALL`].
+    fn index(self) -> usize {
+        match self {
+            PolicyKind::RoundRobin => 0,
+            PolicyKind::Random => 1,
+            PolicyKind::LeastRequest => 2,
+            PolicyKind::PeakEwma => 3,
+        }
+    }
+
     /// A fresh policy of this kind.
     pub fn build<E: Load>(self) -> Box<dyn Policy<E>> {
         match self {
@@ -76,6 +87,74 @@ impl FromStr for PolicyKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| Error::UnknownPolicy { name: s.into() })
+    }
+}
+
+/// Which policy an upstream balances with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyChoice {
+    /// This one, whatever the source names: the user chose it.
+    Fixed(PolicyKind),
+    /// The first policy the source names that podlb has (an xDS Cluster's
+    /// `lb_policy`), else [`PolicyKind::default`]. Sources other than xDS
+    /// name none.
+    #[default]
+    FromSource,
+}
+
+impl From<PolicyKind> for PolicyChoice {
+    fn from(kind: PolicyKind) -> Self {
+        PolicyChoice::Fixed(kind)
+    }
+}
+
+impl PolicyChoice {
+    /// The policy to balance with when the source names `named` (the
+    /// preferred first).
+    pub fn resolve(self, named: &[String]) -> PolicyKind {
+        match self {
+            PolicyChoice::Fixed(kind) => kind,
+            PolicyChoice::FromSource => named
+                .iter()
+                .find_map(|name| name.parse().ok())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// One policy of each kind, built once, and which of them picks now: an
+/// upstream that follows its source's choice switches without a lock, and
+/// each policy keeps its own state (round robin's position) across
+/// switches.
+#[derive(Debug)]
+pub struct PolicySet<E: Load> {
+    policies: [Box<dyn Policy<E>>; PolicyKind::ALL.len()],
+    active: AtomicUsize,
+}
+
+impl<E: Load> PolicySet<E> {
+    /// Every policy, `active` picking.
+    pub fn new(active: PolicyKind) -> Self {
+        PolicySet {
+            policies: PolicyKind::ALL.map(PolicyKind::build),
+            active: AtomicUsize::new(active.index()),
+        }
+    }
+
+    /// The policy that picks now.
+    pub fn active(&self) -> PolicyKind {
+        PolicyKind::ALL[self.active.load(Ordering::Relaxed) % PolicyKind::ALL.len()]
+    }
+
+    /// From now on, `kind` picks.
+    pub fn activate(&self, kind: PolicyKind) {
+        self.active.store(kind.index(), Ordering::Relaxed);
+    }
+
+    /// One ready endpoint of `endpoints`, by the active policy.
+    pub fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E> {
+        let active = self.active.load(Ordering::Relaxed);
+        self.policies[active % PolicyKind::ALL.len()].pick(endpoints)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use podlb_balance::{Load, PolicyKind};
+use podlb_balance::{Load, PolicyChoice, PolicyKind};
 use podlb_core::{EndpointAddr, Target, TargetKind};
 use podlb_discovery::{BootstrapSource, Discovery, DiscoveryOptions, DnsOptions};
 use podlb_upstream::{ConnectionSettings, Upstream};
@@ -62,8 +62,8 @@ pub struct EndpointStatus {
 }
 
 impl Channel {
-    /// A channel to `target` with the default settings: `least_request`,
-    /// fail fast. For example `kubernetes:///greeter.default:50051`,
+    /// A channel to `target` with the default settings: `least_request`
+    /// (or an `xds:///` target's own policy), fail fast. For example `kubernetes:///greeter.default:50051`,
     /// `dns:///greeter.default.svc.cluster.local:50051` or
     /// `static:///10.0.0.1:50051,10.0.0.2:50051`.
     pub fn from_target(target: &str) -> Result<Channel, Error> {
@@ -94,13 +94,19 @@ impl Channel {
             })
             .collect()
     }
+
+    /// The policy that picks each call's endpoint now (see
+    /// [`Builder::policy`]).
+    pub fn policy(&self) -> PolicyKind {
+        self.ctx.upstream.policy()
+    }
 }
 
 /// Settings of a [`Channel`].
 #[derive(Debug, Clone)]
 pub struct Builder {
     target: Target,
-    policy: PolicyKind,
+    policy: PolicyChoice,
     connection: ConnectionSettings,
     discovery: DiscoveryOptions,
     wait_for_ready: bool,
@@ -124,17 +130,19 @@ impl Builder {
         }
         Ok(Builder {
             target,
-            policy: PolicyKind::default(),
+            policy: PolicyChoice::FromSource,
             connection: ConnectionSettings::default(),
             discovery: DiscoveryOptions::default(),
             wait_for_ready: false,
         })
     }
 
-    /// How each call's endpoint is picked: `least_request` (the default),
-    /// `round_robin`, `random` or `peak_ewma`.
+    /// How each call's endpoint is picked: `least_request`, `round_robin`,
+    /// `random` or `peak_ewma`. Without it, an `xds:///` target balances
+    /// with the policy its Cluster names, if podlb has it, and every other
+    /// target (and that one otherwise) with `least_request`.
     pub fn policy(mut self, policy: PolicyKind) -> Self {
-        self.policy = policy;
+        self.policy = PolicyChoice::Fixed(policy);
         self
     }
 

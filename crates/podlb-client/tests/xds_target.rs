@@ -8,47 +8,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fault_support;
+mod xds_support;
 
 use std::net::SocketAddr;
 
 use fault_support::{assert_unavailable_naming, counted_calls, small, wait_for_endpoints};
 use podlb_client::{Channel, PolicyKind};
-use podlb_control_plane::catalog::{
-    CatalogChange, CatalogService, LbPolicy, ServiceName, ServicePort,
-};
+use podlb_control_plane::catalog::{CatalogChange, LbPolicy};
 use podlb_control_plane::status::SyncState;
-use podlb_control_plane::{ControlPlane, ControlPlaneConfig, Source};
-use podlb_core::Endpoint;
 use podlb_testkit::{TestBackend, TestServiceClient};
+use xds_support::{TARGET, bootstrap, control_plane, greeter};
 
-const TARGET: &str = "xds:///greeter.default:50051";
 /// Calls counted after each change; round robin gives each an equal share.
 const CALLS: usize = 60;
-
-/// The Service `greeter.default`, port 50051, served at `addrs`.
-fn greeter(addrs: &[SocketAddr]) -> CatalogService {
-    let endpoints: Vec<Endpoint> = addrs.iter().map(|a| Endpoint::new((*a).into())).collect();
-    CatalogService::fixed(
-        ServiceName {
-            namespace: "default".into(),
-            name: "greeter".into(),
-        },
-        ServicePort {
-            number: 50051,
-            name: None,
-        },
-        LbPolicy::RoundRobin,
-        endpoints,
-    )
-}
-
-/// A bootstrap naming the xDS server at `server`, with node id `node_id`.
-fn bootstrap(server: SocketAddr, node_id: &str) -> String {
-    format!(
-        r#"{{"xds_servers": [{{"server_uri": "{server}", "channel_creds": [{{"type": "insecure"}}]}}],
-            "node": {{"id": "{node_id}"}}}}"#
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xds_channel_balances_and_follows_the_control_plane() {
@@ -59,14 +31,7 @@ async fn an_xds_channel_balances_and_follows_the_control_plane() {
         TestBackend::start("xds-c4").await,
     ];
     let addrs: Vec<SocketAddr> = backends.iter().map(TestBackend::addr).collect();
-    let cp = ControlPlane::start(ControlPlaneConfig {
-        xds_listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: None,
-        source: Source::Fixed(vec![greeter(&addrs[..3])]),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let cp = control_plane(&addrs[..3], LbPolicy::RoundRobin).await;
     let channel = Channel::builder(TARGET)
         .unwrap()
         .policy(PolicyKind::RoundRobin)
@@ -81,7 +46,11 @@ async fn an_xds_channel_balances_and_follows_the_control_plane() {
     assert_eq!(ids, ["xds-c1", "xds-c2", "xds-c3"], "{counts:?}");
     assert!(counts.values().all(|n| *n == CALLS / 3), "{counts:?}");
 
-    cp.apply(CatalogChange::Upsert(greeter(&addrs[1..]))).await;
+    cp.apply(CatalogChange::Upsert(greeter(
+        &addrs[1..],
+        LbPolicy::RoundRobin,
+    )))
+    .await;
     wait_for_endpoints(&channel, &addrs[1..], "the control plane's change").await;
     let removed = backends[0].calls_started();
     let counts = counted_calls(&mut client, CALLS, "after the change").await;

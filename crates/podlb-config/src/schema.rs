@@ -89,7 +89,8 @@ pub struct Upstream {
     pub target: Spanned<String>,
     /// How the endpoint of each call is picked: `round_robin`, `random`,
     /// `least_request` (the less loaded of two random endpoints) or
-    /// `peak_ewma` (the cheaper of two by latency and load). Default
+    /// `peak_ewma` (the cheaper of two by latency and load). Default: the
+    /// policy an `xds:///` target's Cluster names, if podlb has it; else
     /// `least_request`.
     pub policy: Option<Spanned<String>>,
     /// How long one TCP connect plus HTTP/2 handshake to an endpoint may

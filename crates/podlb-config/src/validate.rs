@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use podlb_balance::PolicyKind;
+use podlb_balance::PolicyChoice;
 use podlb_core::{ListenAddr, Target};
 use podlb_proxy::{
     DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ProxyConfig, RouteConfig,
@@ -204,11 +204,13 @@ impl Cx<'_> {
                 source,
             })?;
         let policy = match &upstream.policy {
-            Some(policy) => policy.value.parse().map_err(|source| Error::Policy {
-                at: self.at(policy, format!("{field}.policy")),
-                source,
-            })?,
-            None => PolicyKind::default(),
+            Some(policy) => {
+                PolicyChoice::Fixed(policy.value.parse().map_err(|source| Error::Policy {
+                    at: self.at(policy, format!("{field}.policy")),
+                    source,
+                })?)
+            }
+            None => PolicyChoice::FromSource,
         };
         let connection = self.connection(upstream, field)?;
         let mut discovery = DiscoveryOptions::default();

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use podlb_balance::PolicyKind;
+use podlb_balance::{PolicyChoice, PolicyKind};
 use podlb_proxy::{DEFAULT_GRACE_PERIOD, RouteConfig, RouteMatch};
 use podlb_upstream::ConnectionSettings;
 
@@ -44,7 +44,10 @@ fn example_config_becomes_the_expected_proxy_config() {
             .parse()
             .unwrap()
     );
-    assert_eq!(upstream.policy, PolicyKind::LeastRequest);
+    assert_eq!(
+        upstream.policy,
+        PolicyChoice::Fixed(PolicyKind::LeastRequest)
+    );
     assert_eq!(upstream.max_message_bytes, Some(4 << 20));
     // The example spells out every default, so its comments stay true.
     assert_eq!(upstream.connection, ConnectionSettings::default());
@@ -81,7 +84,7 @@ shutdown:
     assert_eq!(config.listeners[0].address, "[::1]:7000".parse().unwrap());
     assert_eq!(config.listeners[1].routes[1].matcher, RouteMatch::Any);
     let upstream = &config.upstreams[0];
-    assert_eq!(upstream.policy, PolicyKind::PeakEwma);
+    assert_eq!(upstream.policy, PolicyChoice::Fixed(PolicyKind::PeakEwma));
     assert_eq!(
         upstream.connection,
         ConnectionSettings {
@@ -113,7 +116,11 @@ upstreams:
     let config = podlb_config::parse(text, "t.yaml").unwrap();
     assert_eq!(config.listeners[0].routes[0].matcher, RouteMatch::Any);
     let upstream = &config.upstreams[0];
-    assert_eq!(upstream.policy, PolicyKind::LeastRequest);
+    assert_eq!(
+        upstream.policy,
+        PolicyChoice::FromSource,
+        "no policy: the source's (xDS), else least_request"
+    );
     assert_eq!(upstream.connection, ConnectionSettings::default());
     assert_eq!(upstream.max_message_bytes, None);
     assert_eq!(config.grace_period, DEFAULT_GRACE_PERIOD);

@@ -155,6 +155,12 @@ pub enum Update {
     Add(Vec<Endpoint>),
     /// These endpoints leave the set.
     Remove(Vec<EndpointAddr>),
+    /// The source names the policies to balance with, the preferred first,
+    /// as an xDS Cluster does (`least_request`, then `round_robin`): take
+    /// the first you have. Empty: it names none. The endpoints are
+    /// unchanged. Whether the upstream follows it is the user's choice (a
+    /// policy the user gave wins).
+    Policy(Vec<String>),
 }
 
 impl Update {
@@ -167,6 +173,7 @@ impl Update {
                 endpoints.extend(added);
             }
             Update::Remove(addrs) => endpoints.retain(|e| !addrs.contains(&e.addr)),
+            Update::Policy(_) => {}
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use futures_util::StreamExt;
-use podlb_core::{Endpoint, Target};
+use podlb_core::{Endpoint, Target, Update};
 use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -34,6 +34,9 @@ pub struct Resolution {
     pub version: u64,
     /// When the set last changed (or the error last appeared).
     pub updated: SystemTime,
+    /// The policies the source names (an xDS Cluster's), the preferred
+    /// first; empty when it names none.
+    pub policies: Arc<[String]>,
 }
 
 impl Default for Resolution {
@@ -44,6 +47,7 @@ impl Default for Resolution {
             error: None,
             version: 0,
             updated: SystemTime::now(),
+            policies: Arc::from([]),
         }
     }
 }
@@ -113,6 +117,13 @@ async fn fold(target: Target, mut updates: UpdateStream, tx: watch::Sender<Resol
     let mut endpoints: Vec<Endpoint> = Vec::new();
     while let Some(item) = updates.next().await {
         match item {
+            Ok(Update::Policy(policies)) => {
+                tx.send_if_modified(|res| {
+                    let changed = *res.policies != *policies;
+                    res.policies = Arc::from(policies);
+                    changed
+                });
+            }
             Ok(update) => {
                 update.apply_to(&mut endpoints);
                 tx.send_if_modified(|res| publish(&target, res, &endpoints));
@@ -187,7 +198,6 @@ impl DiscoveryHub {
 mod tests {
     use super::*;
     use futures_util::stream;
-    use podlb_core::Update;
 
     fn target() -> Target {
         "static:///127.0.0.1:1".parse().unwrap()
@@ -226,6 +236,24 @@ mod tests {
         assert_eq!(*res.endpoints, [ep(2)]);
         assert!(res.error.is_none(), "success clears the error");
         assert_eq!(res.version, 2);
+    }
+
+    #[tokio::test]
+    async fn the_sources_policy_is_kept_beside_the_set() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let updates = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed();
+        let discovery = Discovery::from_updates(target(), updates, Refresh::default());
+        let mut sub = discovery.subscribe();
+        let named = vec!["least_request".to_string(), "round_robin".to_string()];
+        tx.send(Ok(Update::Policy(named.clone()))).unwrap();
+        tx.send(Ok(Update::Reset(vec![ep(1)]))).unwrap();
+        sub.wait_for(|res| res.resolved).await.unwrap();
+        let res = sub.borrow_and_update().clone();
+        assert_eq!(*res.policies, *named);
+        assert_eq!(*res.endpoints, [ep(1)], "a policy leaves the set alone");
+        tx.send(Ok(Update::Policy(Vec::new()))).unwrap();
+        sub.wait_for(|res| res.policies.is_empty()).await.unwrap();
+        assert_eq!(sub.borrow().version, 1);
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use podlb_balance::PolicyKind;
+use podlb_balance::PolicyChoice;
 use podlb_core::{ListenAddr, Target};
 use podlb_discovery::DiscoveryOptions;
 use podlb_upstream::ConnectionSettings;
@@ -61,8 +61,9 @@ pub struct UpstreamConfig {
     pub name: String,
     /// Where endpoints come from.
     pub target: Target,
-    /// How the endpoint of each call is picked.
-    pub policy: PolicyKind,
+    /// How the endpoint of each call is picked: the user's policy, or the
+    /// one the source names (an xDS Cluster's), else least request.
+    pub policy: PolicyChoice,
     /// How discovery follows the target (DNS intervals).
     pub discovery: DiscoveryOptions,
     /// How endpoints are connected to.
@@ -78,7 +79,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
 impl ProxyConfig {
     /// The quick form: one listener sending every call to one upstream.
-    pub fn single(address: ListenAddr, target: Target, policy: PolicyKind) -> Self {
+    pub fn single(address: ListenAddr, target: Target, policy: impl Into<PolicyChoice>) -> Self {
         ProxyConfig {
             listeners: vec![ListenerConfig {
                 name: "default".into(),
@@ -91,7 +92,7 @@ impl ProxyConfig {
             upstreams: vec![UpstreamConfig {
                 name: "default".into(),
                 target,
-                policy,
+                policy: policy.into(),
                 discovery: DiscoveryOptions::default(),
                 connection: ConnectionSettings::default(),
                 max_message_bytes: None,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use podlb_balance::{EndpointSet, Keyed, Load, Policy, PolicyKind};
+use podlb_balance::{EndpointSet, Keyed, Load, PolicyChoice, PolicyKind, PolicySet};
 use podlb_core::{EndpointAddr, Target, Update};
 use podlb_discovery::{Discovery, Resolution};
 use tokio::task::JoinHandle;
@@ -24,6 +24,7 @@ use crate::waiters::{Waiters, deadline_after};
 use crate::{CallLease, ConnectionSettings, EndpointConnection, Error};
 
 type Endpoints = EndpointSet<Arc<EndpointConnection>>;
+type Policies = PolicySet<Arc<EndpointConnection>>;
 
 /// A named set of endpoints that calls are balanced over.
 #[derive(Debug)]
@@ -31,7 +32,9 @@ pub struct Upstream {
     name: Arc<str>,
     target: Target,
     endpoints: Arc<Endpoints>,
-    policy: Box<dyn Policy<Arc<EndpointConnection>>>,
+    /// Picks per call; the follower switches it when the choice is the
+    /// source's and the source names another.
+    policies: Arc<Policies>,
     follower: JoinHandle<()>,
     discovery: Discovery,
     /// The follower has applied discovery's first answer to the set (which
@@ -46,19 +49,28 @@ pub struct Upstream {
 const PICK_ATTEMPTS: usize = 2;
 
 impl Upstream {
-    /// Follows `discovery`; endpoints connect as they appear. Must be
-    /// called within a tokio runtime.
+    /// Follows `discovery`; endpoints connect as they appear. Balances by
+    /// `policy`: a [`PolicyKind`] (the user's choice), or
+    /// [`PolicyChoice::FromSource`] to follow the policy an xDS Cluster
+    /// names. Must be called within a tokio runtime.
     pub fn start(
         name: &str,
         discovery: Discovery,
-        policy: PolicyKind,
+        policy: impl Into<PolicyChoice>,
         settings: ConnectionSettings,
     ) -> Upstream {
         let name: Arc<str> = Arc::from(name);
+        let choice = policy.into();
+        let policies = Arc::new(Policies::new(choice.resolve(&[])));
         let endpoints = Arc::new(Endpoints::new());
         let waiters = Arc::new(Waiters::default());
         let connect_timeout = settings.connect_timeout;
         let applied = Arc::new(AtomicBool::new(false));
+        let policy = PolicyFollower {
+            choice,
+            policies: policies.clone(),
+            named: Arc::from([]),
+        };
         let follower = tokio::spawn(follow_discovery(
             name.clone(),
             discovery.clone(),
@@ -66,12 +78,13 @@ impl Upstream {
             settings,
             waiters.clone(),
             applied.clone(),
+            policy,
         ));
         Upstream {
             name,
             target: discovery.target().clone(),
             endpoints,
-            policy: policy.build(),
+            policies,
             follower,
             discovery,
             applied,
@@ -88,6 +101,11 @@ impl Upstream {
     /// The upstream's target URI.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// The policy that picks now.
+    pub fn policy(&self) -> PolicyKind {
+        self.policies.active()
     }
 
     /// The endpoints now, with their states.
@@ -110,7 +128,7 @@ impl Upstream {
         let snapshot = self.endpoints.snapshot();
         let mut saturated = false;
         for _ in 0..PICK_ATTEMPTS {
-            let Some(endpoint) = self.policy.pick(&snapshot) else {
+            let Some(endpoint) = self.policies.pick(&snapshot) else {
                 break;
             };
             match endpoint.lease() {
@@ -199,7 +217,7 @@ impl Upstream {
     /// and so never become ready for HTTP/2.
     pub fn pick_addr(&self) -> Result<EndpointAddr, Error> {
         let snapshot = self.endpoints.snapshot();
-        if let Some(endpoint) = self.policy.pick(&snapshot) {
+        if let Some(endpoint) = self.policies.pick(&snapshot) {
             return Ok(endpoint.addr());
         }
         match snapshot.len() {
@@ -239,8 +257,8 @@ impl Drop for Upstream {
     }
 }
 
-/// Applies each new resolution's routable endpoints to the endpoint set
-/// for as long as discovery runs.
+/// Applies each new resolution's routable endpoints to the endpoint set,
+/// and the policy it names, for as long as discovery runs.
 async fn follow_discovery(
     name: Arc<str>,
     discovery: Discovery,
@@ -248,10 +266,13 @@ async fn follow_discovery(
     settings: ConnectionSettings,
     waiters: Arc<Waiters>,
     applied: Arc<AtomicBool>,
+    mut policy: PolicyFollower,
 ) {
     let mut resolutions = discovery.subscribe();
     loop {
         let resolution: Resolution = resolutions.borrow_and_update().clone();
+        // Before the endpoints: the first calls on them use the new policy.
+        policy.follow(&name, &resolution);
         let removed = apply_resolution(&endpoints, &resolution, |ep| {
             EndpointConnection::spawn(
                 name.clone(),
@@ -274,6 +295,40 @@ async fn follow_discovery(
         waiters.changed();
         if resolutions.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// The policy an upstream balances with, and the source's choice it
+/// follows when the user made none.
+#[derive(Debug)]
+struct PolicyFollower {
+    choice: PolicyChoice,
+    policies: Arc<Policies>,
+    /// The policies the source named last.
+    named: Arc<[String]>,
+}
+
+impl PolicyFollower {
+    /// Switches to what the choice makes of the policies `resolution`
+    /// names, if they changed; a fixed choice never switches.
+    fn follow(&mut self, upstream: &str, resolution: &Resolution) {
+        if matches!(self.choice, PolicyChoice::Fixed(_)) || resolution.policies == self.named {
+            return;
+        }
+        self.named = resolution.policies.clone();
+        let kind = self.choice.resolve(&self.named);
+        self.policies.activate(kind);
+        let named = self.named.join(", ");
+        if self.named.iter().any(|n| n == kind.name()) {
+            tracing::info!(upstream, policy = %kind, "balancing with the policy the xDS Cluster names");
+        } else if self.named.is_empty() {
+            tracing::info!(upstream, policy = %kind, "the source names no policy any more: balancing with the default");
+        } else {
+            tracing::warn!(
+                upstream, policy = %kind, named = %named,
+                "the xDS Cluster names only policies podlb does not have: balancing with the default (give --lb or `policy:` to choose)"
+            );
         }
     }
 }

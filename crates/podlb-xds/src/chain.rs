@@ -63,8 +63,8 @@ struct Subscription {
 }
 
 /// The endpoints of a complete chain, with the errors that explain what
-/// is missing from it.
-type Resolved = (Vec<Endpoint>, Vec<Error>);
+/// is missing from it, and the policies its (first) Cluster names.
+type Resolved = (Vec<Endpoint>, Vec<Error>, Vec<String>);
 
 /// What to do after an event: requests to send, in order, and items for
 /// the target's update stream.
@@ -91,6 +91,10 @@ pub(crate) struct Chain {
     emitted: Option<Resolved>,
     /// Whether anything was ever emitted.
     ever_emitted: bool,
+    /// The Cluster's policies, when they changed since last taken.
+    policy_change: Option<Vec<String>>,
+    /// The policies last emitted.
+    emitted_policies: Vec<String>,
 }
 
 impl Chain {
@@ -115,6 +119,8 @@ impl Chain {
             deadlines: BTreeMap::new(),
             emitted: None,
             ever_emitted: false,
+            policy_change: None,
+            emitted_policies: Vec::new(),
         }
     }
 
@@ -368,8 +374,8 @@ impl Chain {
                         .entries
                         .get(&(ResourceType::Cluster, cluster.clone()))?
                     {
-                        Entry::Valid(Resource::Cluster(eds)) => {
-                            names.insert(eds.clone());
+                        Entry::Valid(Resource::Cluster(link)) => {
+                            names.insert(link.eds.clone());
                         }
                         Entry::Valid(_) | Entry::Invalid(_) | Entry::Absent(_) => {}
                     }
@@ -441,12 +447,22 @@ impl Chain {
         if self.emitted.as_ref() == Some(&resolved) {
             return Vec::new();
         }
-        let (endpoints, errors) = resolved.clone();
+        let (endpoints, errors, policies) = resolved.clone();
         self.emitted = Some(resolved);
         self.ever_emitted = true;
+        if policies != self.emitted_policies {
+            self.emitted_policies = policies.clone();
+            self.policy_change = Some(policies);
+        }
         std::iter::once(Ok(Update::Reset(endpoints)))
             .chain(errors.into_iter().map(Err))
             .collect()
+    }
+
+    /// The policies the target's Cluster names, if they changed since the
+    /// last call (the client sends them ahead of the step's items).
+    pub(crate) fn take_policy_change(&mut self) -> Option<Vec<String>> {
+        self.policy_change.take()
     }
 
     /// The target's endpoints, if the chain is complete: each link known
@@ -456,21 +472,27 @@ impl Chain {
         let routes = match self.link(ResourceType::Listener, &self.target)? {
             Ok(Resource::Listener(routes)) => routes,
             Ok(_) => return None,
-            Err(error) => return Some((Vec::new(), vec![error])),
+            Err(error) => return Some((Vec::new(), vec![error], Vec::new())),
         };
         let clusters = match routes {
             ListenerRoutes::Inline(clusters) => clusters,
             ListenerRoutes::Rds(route) => match self.link(ResourceType::Route, route)? {
                 Ok(Resource::Route(clusters)) => clusters,
                 Ok(_) => return None,
-                Err(error) => return Some((Vec::new(), vec![error])),
+                Err(error) => return Some((Vec::new(), vec![error], Vec::new())),
             },
         };
         let mut endpoints = Vec::new();
         let mut errors = Vec::new();
+        let mut policies = None;
         for cluster in clusters {
             let eds = match self.link(ResourceType::Cluster, cluster)? {
-                Ok(Resource::Cluster(eds)) => eds,
+                Ok(Resource::Cluster(link)) => {
+                    // Weighted clusters are balanced as one set: the first
+                    // one's policy speaks for all.
+                    policies.get_or_insert_with(|| link.policies.clone());
+                    &link.eds
+                }
                 Ok(_) => return None,
                 Err(error) => {
                     errors.push(error);
@@ -484,7 +506,7 @@ impl Chain {
             }
         }
         endpoints.sort_by_key(|e| e.addr);
-        Some((endpoints, errors))
+        Some((endpoints, errors, policies.unwrap_or_default()))
     }
 
     /// One link of the chain: `None` while pending; `Err` if missing or

@@ -192,9 +192,13 @@ async fn session(
         };
         let Step {
             requests: next,
-            items,
+            mut items,
         } = step;
         send_requests(&requests, next);
+        if let Some(policies) = chain.take_policy_change() {
+            // Ahead of the endpoints, so the first calls use it.
+            items.insert(0, Ok(Update::Policy(policies)));
+        }
         if !send_all(tx, items).await {
             return Ended::Unheard;
         }

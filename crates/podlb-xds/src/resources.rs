@@ -20,6 +20,7 @@
 //! the heaviest would do to a canary.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::ConfigSource;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
@@ -57,10 +58,20 @@ pub(crate) enum Resource {
     Listener(ListenerRoutes),
     /// A RouteConfiguration: the clusters the target's calls go to.
     Route(Vec<String>),
-    /// A Cluster: the name of its EDS resource.
-    Cluster(String),
+    /// A Cluster: the name of its EDS resource, and the policies it names.
+    Cluster(ClusterLink),
     /// A ClusterLoadAssignment: its endpoints.
     Endpoints(Vec<Endpoint>),
+}
+
+/// What the client keeps of a Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClusterLink {
+    /// The ClusterLoadAssignment to ask for.
+    pub(crate) eds: String,
+    /// The balancing policies it names, the preferred first (see
+    /// [`cluster_policies`]).
+    pub(crate) policies: Vec<String>,
 }
 
 /// One resource of a response: its name, and what it means or why it
@@ -94,8 +105,13 @@ pub(crate) fn decode(kind: ResourceType, any: &Any, target: &str) -> Result<Deco
         }
         ResourceType::Cluster => {
             let cluster = Cluster::decode(bytes).map_err(undecodable)?;
-            let eds = eds_name(&cluster).map(Resource::Cluster);
-            (cluster.name, eds)
+            let link = eds_name(&cluster).map(|eds| {
+                Resource::Cluster(ClusterLink {
+                    eds,
+                    policies: cluster_policies(&cluster),
+                })
+            });
+            (cluster.name, link)
         }
         ResourceType::Endpoints => {
             let cla = ClusterLoadAssignment::decode(bytes).map_err(undecodable)?;
@@ -303,6 +319,39 @@ fn eds_name(cluster: &Cluster) -> Result<String, String> {
         "" => cluster.name.clone(),
         service => service.to_string(),
     })
+}
+
+/// The prefix of the type URLs of Envoy's load balancing policy extensions.
+const LB_POLICY_PREFIX: &str = "type.googleapis.com/envoy.extensions.load_balancing_policies.";
+
+/// The balancing policies a Cluster names, by the names podlb and gRPC give
+/// them (`round_robin`, `least_request`, `ring_hash`, ...), the preferred
+/// first. As gRFC A52 says, `load_balancing_policy` (a list: take the first
+/// you have) wins over the `lb_policy` enum, whose default is round robin.
+/// podlb keeps the policy a user chose; these only replace its default.
+pub(crate) fn cluster_policies(cluster: &Cluster) -> Vec<String> {
+    if let Some(list) = &cluster.load_balancing_policy {
+        let names: Vec<String> = list
+            .policies
+            .iter()
+            .filter_map(|p| p.typed_extension_config.as_ref()?.typed_config.as_ref())
+            .filter_map(|config| {
+                let rest = config.type_url.strip_prefix(LB_POLICY_PREFIX)?;
+                Some(
+                    rest.split_once('.')
+                        .map_or(rest, |(name, _)| name)
+                        .to_string(),
+                )
+            })
+            .collect();
+        if !names.is_empty() {
+            return names;
+        }
+    }
+    let name = LbPolicy::try_from(cluster.lb_policy)
+        .map(|policy| policy.as_str_name().to_ascii_lowercase())
+        .unwrap_or_else(|_| format!("lb_policy {}", cluster.lb_policy));
+    vec![name]
 }
 
 #[cfg(test)]

@@ -87,6 +87,12 @@ async fn resolve(peer: &mut Peer, updates: &mut Updates) {
     );
     assert_request(&peer.request().await, ENDPOINTS, &["s1"], "1", "n1");
     let item = next_item(updates).await;
+    assert_eq!(
+        item.ok(),
+        Some(Update::Policy(vec!["round_robin".into()])),
+        "the Cluster's policy comes first, ahead of its endpoints"
+    );
+    let item = next_item(updates).await;
     assert_eq!(reset_addrs(&item), ["10.0.0.1:50051", "10.0.0.2:50051"]);
 }
 
@@ -208,6 +214,12 @@ async fn a_deleted_listener_leaves_no_endpoints_and_says_so() {
 
     peer.respond(LISTENER, "2", "n2", vec![]);
     assert_request(&peer.request().await, LISTENER, &[NAME], "2", "n2");
+    let item = next_item(&mut updates).await;
+    assert_eq!(
+        item.ok(),
+        Some(Update::Policy(Vec::new())),
+        "no Cluster, no policy"
+    );
     assert!(reset_addrs(&next_item(&mut updates).await).is_empty());
     let err = next_item(&mut updates).await.unwrap_err();
     assert!(err.to_string().contains("deleted Listener"), "{err}");
@@ -327,5 +339,9 @@ async fn a_server_not_up_yet_fails_calls_fast_then_is_reached() {
         Ok(Update::Reset(set)) if set.is_empty() => next_item(&mut updates).await,
         other => other,
     };
-    assert_eq!(reset_addrs(&item), ["10.0.0.1:50051"]);
+    assert_eq!(item.ok(), Some(Update::Policy(vec!["round_robin".into()])));
+    assert_eq!(
+        reset_addrs(&next_item(&mut updates).await),
+        ["10.0.0.1:50051"]
+    );
 }

@@ -31,9 +31,17 @@ fn the_example_bootstrap_names_the_readme_control_plane() {
 async fn served(cp: &ControlPlane, name: &str) -> Vec<(String, String)> {
     let bootstrap = podlb_xds::Bootstrap::insecure(&cp.xds_addr().to_string()).unwrap();
     let mut updates = podlb_xds::discover(name, bootstrap);
-    let first = tokio::time::timeout(Duration::from_secs(30), updates.next())
-        .await
-        .unwrap_or_else(|_| panic!("{name}: no endpoints within 30 s"));
+    let first = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match updates.next().await {
+                // The Cluster's policy comes ahead of its endpoints.
+                Some(Ok(Update::Policy(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name}: no endpoints within 30 s"));
     let Some(Ok(Update::Reset(first))) = first else {
         panic!("{name}: expected the endpoints, got {first:?}");
     };

@@ -3,8 +3,9 @@
 //! `GRPC_XDS_BOOTSTRAP`, balances over the endpoints the control plane
 //! gives for the Listener NAME, follows a change of them on the same
 //! client connection, and shows in the control plane's status as a client
-//! that ACKed every type. A bad bootstrap stops the proxy with an error
-//! naming the file.
+//! that ACKed every type. Without `--lb` it balances with the policy the
+//! Cluster names. A missing bootstrap fails calls with an error naming the
+//! file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -207,13 +208,22 @@ async fn proxy_balances_an_xds_target_and_follows_the_control_plane() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_reads_the_bootstrap_from_grpc_xds_bootstrap() {
-    let backend = TestBackend::start("xds-proxy-env").await;
-    let cp = start_control_plane(&[&backend]).await;
+async fn proxy_reads_grpc_xds_bootstrap_and_without_lb_the_clusters_policy() {
+    let b: Vec<TestBackend> = futures_util::future::join_all(
+        ["xds-env-1", "xds-env-2", "xds-env-3"].map(TestBackend::start),
+    )
+    .await;
+    let cp = start_control_plane(&[&b[0], &b[1], &b[2]]).await;
     let bootstrap = bootstrap_file(&cp, "podlb-proxy-env");
     let (_proxy, mut client) =
         start_proxy(&[], &[("GRPC_XDS_BOOTSTRAP", bootstrap.to_str().unwrap())]).await;
-    calls_settle_on(&mut client, &[&backend], "at start").await;
+    let spread = calls_settle_on(&mut client, &[&b[0], &b[1], &b[2]], "at start").await;
+    // No --lb: the Cluster's round_robin, not podlb's least_request default
+    // (whose random pairs would split sequential calls unevenly).
+    assert!(
+        spread.values().all(|n| *n == CALLS / 3),
+        "round robin, as the Cluster names: {spread:?}"
+    );
     wait_in_sync(&cp, "podlb-proxy-env").await;
     cp.shutdown().await;
 }

@@ -106,3 +106,57 @@ fn names_round_trip_and_unknown_names_are_rejected() {
         })
     );
 }
+
+#[test]
+fn a_policy_set_switches_policy_and_keeps_each_ones_state() {
+    let set = PolicySet::<Fake>::new(PolicyKind::LeastRequest);
+    for kind in PolicyKind::ALL {
+        set.activate(kind);
+        assert_eq!(set.active(), kind);
+    }
+    let eps = vec![
+        Fake::ready(0, 1.0),
+        Fake::ready(0, 1.0),
+        Fake::ready(0, 1.0),
+    ];
+    set.activate(PolicyKind::RoundRobin);
+    let first: Vec<*const Fake> = (0..2)
+        .map(|_| set.pick(&eps).unwrap() as *const _)
+        .collect();
+    set.activate(PolicyKind::LeastRequest);
+    let busy = vec![Fake::ready(9, 1.0), Fake::ready(0, 1.0)];
+    for _ in 0..50 {
+        assert!(std::ptr::eq(set.pick(&busy).unwrap(), &busy[1]));
+    }
+    // Back to round robin: it goes on where it stopped, to the third.
+    set.activate(PolicyKind::RoundRobin);
+    let third = set.pick(&eps).unwrap() as *const Fake;
+    assert!(
+        !first.contains(&third),
+        "round robin resumed, not restarted"
+    );
+}
+
+#[test]
+fn a_choice_from_the_source_takes_the_first_policy_podlb_has() {
+    let named = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let from_source = PolicyChoice::FromSource;
+    assert_eq!(
+        from_source.resolve(&[]),
+        PolicyKind::LeastRequest,
+        "none named"
+    );
+    assert_eq!(
+        from_source.resolve(&named(&["ring_hash", "round_robin"])),
+        PolicyKind::RoundRobin
+    );
+    assert_eq!(
+        from_source.resolve(&named(&["maglev"])),
+        PolicyKind::default()
+    );
+    let fixed = PolicyChoice::from(PolicyKind::PeakEwma);
+    assert_eq!(
+        fixed.resolve(&named(&["round_robin"])),
+        PolicyKind::PeakEwma
+    );
+}

@@ -492,3 +492,33 @@ fn unsubscribed_resources_in_a_response_are_ignored_and_a_bad_one_is_nacked() {
         step.items
     );
 }
+
+#[test]
+fn the_clusters_policies_are_handed_on_when_they_change() {
+    use crate::resources::tests::eds_cluster_message;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    let now = Instant::now();
+    let mut c = resolved(now);
+    assert_eq!(
+        c.take_policy_change(),
+        Some(vec!["round_robin".to_string()])
+    );
+    assert_eq!(c.take_policy_change(), None, "taken once");
+
+    // The same Cluster again: nothing new.
+    c.on_response(response(CDS, "2", "n2", vec![eds_cluster("c1", "s1")]), now);
+    assert_eq!(c.take_policy_change(), None);
+
+    let mut least = eds_cluster_message("c1", "s1");
+    least.lb_policy = LbPolicy::LeastRequest as i32;
+    let step = c.on_response(response(CDS, "3", "n3", vec![pack_any(least)]), now);
+    assert_eq!(
+        c.take_policy_change(),
+        Some(vec!["least_request".to_string()])
+    );
+    assert_eq!(
+        reset_addrs(&step.items[0]),
+        ["10.0.0.1:80"],
+        "same endpoints"
+    );
+}

@@ -127,7 +127,7 @@ pub(crate) fn route_config_weighted(name: &str, clusters: &[(&str, u32)]) -> Any
     })
 }
 
-fn eds_cluster_message(name: &str, service_name: &str) -> Cluster {
+pub(crate) fn eds_cluster_message(name: &str, service_name: &str) -> Cluster {
     Cluster {
         name: name.into(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
@@ -313,11 +313,17 @@ fn a_cluster_must_be_eds_and_names_its_eds_resource() {
     };
     assert_eq!(
         name_of(&eds_cluster("c1", "")),
-        Ok(Resource::Cluster("c1".into()))
+        Ok(Resource::Cluster(ClusterLink {
+            eds: "c1".into(),
+            policies: vec!["round_robin".into()],
+        }))
     );
     assert_eq!(
         name_of(&eds_cluster("c1", "svc")),
-        Ok(Resource::Cluster("svc".into()))
+        Ok(Resource::Cluster(ClusterLink {
+            eds: "svc".into(),
+            policies: vec!["round_robin".into()],
+        }))
     );
     let err = name_of(&dns_cluster("c1")).unwrap_err();
     assert!(err.contains("STRICT_DNS") && err.contains("EDS"), "{err}");
@@ -350,4 +356,50 @@ fn wrapped_mistyped_and_undecodable_resources() {
     };
     let err = decode(ResourceType::Listener, &garbage, "greeter").unwrap_err();
     assert!(err.contains("cannot decode a Listener"), "{err}");
+}
+
+#[test]
+fn a_cluster_names_its_policies_as_grpc_reads_them() {
+    use envoy_types::pb::envoy::config::cluster::v3::{LoadBalancingPolicy, load_balancing_policy};
+    use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+    let mut cluster = eds_cluster_message("c1", "");
+    assert_eq!(
+        cluster_policies(&cluster),
+        ["round_robin"],
+        "the enum's default"
+    );
+    cluster.lb_policy = LbPolicy::LeastRequest as i32;
+    assert_eq!(cluster_policies(&cluster), ["least_request"]);
+    cluster.lb_policy = LbPolicy::RingHash as i32;
+    assert_eq!(cluster_policies(&cluster), ["ring_hash"]);
+    let entry = |type_url: &str| load_balancing_policy::Policy {
+        typed_extension_config: Some(TypedExtensionConfig {
+            name: "any".into(),
+            typed_config: Some(Any {
+                type_url: type_url.into(),
+                value: Vec::new(),
+            }),
+        }),
+    };
+    let ext = "type.googleapis.com/envoy.extensions.load_balancing_policies.";
+    cluster.load_balancing_policy = Some(LoadBalancingPolicy {
+        policies: vec![
+            entry("type.googleapis.com/example.CustomPolicy"),
+            entry(&format!("{ext}least_request.v3.LeastRequest")),
+            entry(&format!("{ext}round_robin.v3.RoundRobin")),
+        ],
+    });
+    assert_eq!(
+        cluster_policies(&cluster),
+        ["least_request", "round_robin"],
+        "the list wins over the enum; policies that are not Envoy's are skipped"
+    );
+    cluster.load_balancing_policy = Some(LoadBalancingPolicy {
+        policies: vec![entry("type.googleapis.com/example.CustomPolicy")],
+    });
+    assert_eq!(
+        cluster_policies(&cluster),
+        ["ring_hash"],
+        "no known entry: the enum"
+    );
 }

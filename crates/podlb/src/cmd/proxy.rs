@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
-use podlb_balance::PolicyKind;
+use podlb_balance::PolicyChoice;
 use podlb_core::{ListenAddr, Target};
 use podlb_discovery::BootstrapSource;
 use podlb_proxy::{DiscoveryHub, DnsOptions, Proxy, ProxyConfig};
@@ -44,13 +44,11 @@ pub(crate) struct Args {
     /// Address to accept gRPC (h2c) and HTTP/1.1 on (quick form).
     #[arg(long, default_value = "127.0.0.1:7000", conflicts_with = "config")]
     listen: String,
-    /// Balancing policy (quick form): least_request, round_robin, random, peak_ewma.
-    #[arg(
-        long = "lb",
-        default_value = "least_request",
-        conflicts_with = "config"
-    )]
-    policy: String,
+    /// Balancing policy (quick form): least_request, round_robin, random,
+    /// peak_ewma. Default: for an xds:/// target, the policy its Cluster
+    /// names (e.g. round_robin) if podlb has it; else least_request.
+    #[arg(long = "lb", value_name = "POLICY", conflicts_with = "config")]
+    policy: Option<String>,
     /// A YAML config with listeners, routes and upstreams (full form; see
     /// examples/configs/podlb.yaml). Validate it with `podlb check`.
     #[arg(long, value_name = "FILE")]
@@ -209,7 +207,10 @@ fn proxy_config(args: &Args) -> anyhow::Result<ProxyConfig> {
         .listen
         .parse()
         .with_context(|| format!("--listen {}", args.listen))?;
-    let policy: PolicyKind = args.policy.parse().context("--lb")?;
+    let policy = match &args.policy {
+        Some(name) => PolicyChoice::Fixed(name.parse().context("--lb")?),
+        None => PolicyChoice::FromSource,
+    };
     let mut config = ProxyConfig::single(listen, target, policy);
     if args.dns_min_interval > args.dns_max_interval {
         anyhow::bail!(

@@ -114,6 +114,13 @@ fn table(target: &Target, res: &Resolution) -> String {
         res.endpoints.len(),
         routable.len()
     );
+    if !res.policies.is_empty() {
+        let _ = writeln!(
+            out,
+            "policy named by the source: {}",
+            res.policies.join(", ")
+        );
+    }
     let rows: Vec<[String; 6]> = res
         .endpoints
         .iter()
@@ -195,6 +202,13 @@ fn changes(old: &Resolution, new: &Resolution) -> String {
         if !after.contains_key(key) {
             let _ = writeln!(out, "{stamp} - {} {}", e.addr, dash_source(e));
         }
+    }
+    if old.policies != new.policies {
+        let named = match new.policies.join(", ") {
+            none if none.is_empty() => "-".to_string(),
+            named => named,
+        };
+        let _ = writeln!(out, "{stamp} ~ policy named by the source: {named}");
     }
     if !out.is_empty() {
         let _ = writeln!(
