@@ -200,10 +200,10 @@ pub enum CatalogChange {
 }
 
 /// Every Service served now. Cheap to clone and to compare with an earlier
-/// clone: the map is persistent, so a clone shares every node, a change
-/// copies only the path to it, and [`Catalog::changes_since`] skips the
-/// nodes both share. That keeps a snapshot per change proportional to the
-/// change, not to the catalog.
+/// copy: the map is persistent, so a clone shares every node, a change
+/// copies only the path to it, and a comparison skips the nodes both
+/// share. That keeps a snapshot per change proportional to the change, not
+/// to the catalog.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     services: OrdMap<ServiceName, Entry>,
