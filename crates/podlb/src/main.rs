@@ -66,10 +66,28 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("podlb: error: {err:#}");
+            eprintln!("podlb: error: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, as `{:#}` prints them, but a cause
+/// the text already says is not said again: many errors put their source in
+/// their own message (`file: cannot read: No such file`) and expose it as
+/// their source as well.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `default_level`).
@@ -82,4 +100,18 @@ fn init_tracing(default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let err = anyhow::Error::new(io).context("x.yaml: cannot read: No such file");
+        assert_eq!(describe(&err), "x.yaml: cannot read: No such file");
+        let err = anyhow::anyhow!("refused").context("--admin 127.0.0.1:1");
+        assert_eq!(describe(&err), "--admin 127.0.0.1:1: refused");
+    }
 }
