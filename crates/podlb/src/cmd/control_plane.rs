@@ -31,8 +31,10 @@ Clients name a Service port as in a kubernetes:/// target: xds:///greeter.defaul
 (also greeter.default.svc.cluster.local:50051, greeter.default:grpc, and greeter:50051 in
 the default namespace). Each Service's policy is its podlb.io/lb-policy annotation:
 round_robin (default), least_request or ring_hash (hashing the header named by
-podlb.io/hash-header). Ready endpoints are HEALTHY, serving-but-terminating ones DRAINING,
-others left out; localities come from the endpoints' zones."
+podlb.io/hash-header); podlb proxies and clients on xds:/// targets follow it too unless
+given --lb (they have no ring_hash: least_request instead). Ready endpoints are HEALTHY,
+serving-but-terminating ones DRAINING, others left out; localities come from the
+endpoints' zones."
 )]
 pub(crate) struct Args {
     #[command(subcommand)]
