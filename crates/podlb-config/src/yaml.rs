@@ -42,13 +42,27 @@ fn to_error(err: &serde_saphyr::Error, file: &str, field: String) -> Error {
         column,
         field,
     };
-    let message = UserMessageFormatter.format_message(err).into_owned();
+    let message = plain(UserMessageFormatter.format_message(err).into_owned());
     match err.without_snippet() {
         // Only the YAML parser reports external messages (no validator
         // feature is enabled): the text is not YAML.
         serde_saphyr::Error::ExternalMessage { .. } => Error::Syntax { at, message },
         _ => Error::Shape { at, message },
     }
+}
+
+/// The parser's message, with Rust's type names ("invalid u16") said as a
+/// user writes the value instead.
+fn plain(message: String) -> String {
+    let range = match message.strip_prefix("invalid ") {
+        Some("u8") => "0 to 255",
+        Some("u16") => "0 to 65535",
+        Some("u32") => "0 to 4294967295",
+        Some("u64") => "0 to 18446744073709551615",
+        Some("usize") => "0 or more",
+        _ => return message,
+    };
+    format!("expected a whole number from {range}")
 }
 
 /// `listeners[0].routes[2].upstream`, as the user wrote the keys.

@@ -197,3 +197,12 @@ fn odd_documents_are_errors_not_panics() {
         assert!(err.starts_with("t.yaml:"), "{text:?} gave {err}");
     }
 }
+
+#[test]
+fn a_number_that_is_not_one_says_what_numbers_fit() {
+    assert_eq!(
+        error_of("bad_number.yaml"),
+        "bad_number.yaml:10:24: upstreams[0].max_message_bytes: \
+         expected a whole number from 0 to 18446744073709551615"
+    );
+}

@@ -334,6 +334,10 @@ mod tests {
                 "cat.yaml:4:9: services[1].name",
             ),
             ("services:\n- name: g\n  prot: 1\n", "cat.yaml:3:3"),
+            (
+                "services:\n- name: g\n  port: grpc\n",
+                "cat.yaml:3:9: services[0].port: expected a whole number from 0 to 65535",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text, "cat.yaml").unwrap_err().to_string();
