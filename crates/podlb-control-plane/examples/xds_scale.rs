@@ -79,6 +79,23 @@ struct ScaleRun {
     peak_kb: u64,
 }
 
+impl ScaleRun {
+    /// One change at a time: made at `started`, the control plane's usage
+    /// `before` it and `after` it was served.
+    fn record_single(&mut self, started: Instant, before: &Usage, after: &Usage) {
+        self.single_wall.push(started.elapsed());
+        self.single_cpu.push(cpu_since(before, after));
+        self.single_faults
+            .push(after.minor_faults.saturating_sub(before.minor_faults));
+    }
+
+    /// The control plane's memory once every change is done.
+    fn record_end(&mut self, end: &Usage) {
+        self.final_rss_kb = end.rss_kb;
+        self.peak_kb = end.peak_kb;
+    }
+}
+
 fn main() {
     if bench_support::child::run_if_child() {
         return;
@@ -128,11 +145,7 @@ async fn fixed_run() -> ScaleRun {
             endpoint_port(generation),
         )
         .await;
-        run.single_wall.push(started.elapsed());
-        let after = cp.usage();
-        run.single_cpu.push(cpu_since(&before, &after));
-        run.single_faults
-            .push(after.minor_faults.saturating_sub(before.minor_faults));
+        run.record_single(started, &before, &cp.usage());
     }
     let last = SERVICES - 1;
     let mut seen = cp
@@ -156,9 +169,7 @@ async fn fixed_run() -> ScaleRun {
         run.burst_snapshots.push(now_seen - seen);
         seen = now_seen;
     }
-    let end = cp.usage();
-    run.final_rss_kb = end.rss_kb;
-    run.peak_kb = end.peak_kb;
+    run.record_end(&cp.usage());
     cp.quit().await;
     run
 }
@@ -215,11 +226,7 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
         seen = cp
             .await_port(&resource_name(&namespace, i), endpoint_port(generation))
             .await;
-        run.single_wall.push(started.elapsed());
-        let after = cp.usage();
-        run.single_cpu.push(cpu_since(&before, &after));
-        run.single_faults
-            .push(after.minor_faults.saturating_sub(before.minor_faults));
+        run.record_single(started, &before, &cp.usage());
     }
     for b in 0..BURSTS {
         let generation = 100 + b as u16;
@@ -253,9 +260,7 @@ async fn kubernetes_run(cluster: &KubeCluster) -> ScaleRun {
         run.burst_snapshots.push(now_seen - seen);
         seen = now_seen;
     }
-    let end = cp.usage();
-    run.final_rss_kb = end.rss_kb;
-    run.peak_kb = end.peak_kb;
+    run.record_end(&cp.usage());
     cp.quit().await;
     k8s::delete_namespace(&client, &namespace).await;
     run
