@@ -149,11 +149,9 @@ impl TypeState {
         self.record_answer(&kind, &request.response_nonce, now_ms);
         let must_answer = kind == RequestKind::Initial || names_changed;
         let response = (must_answer && self.subscription.is_active()).then(|| {
-            self.respond(
-                self.subscription.select(&self.type_url, snapshot),
-                nonces,
-                now_ms,
-            )
+            let selected = self.subscription.select(&self.type_url, snapshot);
+            let prints = fingerprints(&selected);
+            self.respond(selected, prints, nonces, now_ms)
         });
         Handled { kind, response }
     }
@@ -170,11 +168,12 @@ impl TypeState {
             return None;
         }
         let selected = self.subscription.select(&self.type_url, snapshot);
+        let prints = fingerprints(&selected);
         let unchanged = self
             .last_sent
             .as_ref()
-            .is_some_and(|sent| sent.fingerprints == fingerprints(&selected));
-        (!unchanged).then(|| self.respond(selected, nonces, now_ms))
+            .is_some_and(|sent| sent.fingerprints == prints);
+        (!unchanged).then(|| self.respond(selected, prints, nonces, now_ms))
     }
 
     fn classify(&self, request: &DiscoveryRequest) -> RequestKind {
@@ -231,9 +230,12 @@ impl TypeState {
         }
     }
 
+    /// The response carrying `selected`, whose `fingerprints` the caller
+    /// has computed already (to see whether anything changed).
     fn respond(
         &mut self,
         selected: BTreeMap<String, Any>,
+        fingerprints: BTreeMap<String, u64>,
         nonces: &mut Nonces,
         now_ms: u64,
     ) -> DiscoveryResponse {
@@ -243,7 +245,7 @@ impl TypeState {
         self.last_sent = Some(LastSent {
             version: version.clone(),
             nonce: nonce.clone(),
-            fingerprints: fingerprints(&selected),
+            fingerprints,
         });
         self.status.sync = SyncState::Sent;
         self.status.last_sent = Some(SentStatus {
