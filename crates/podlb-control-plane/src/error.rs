@@ -12,10 +12,9 @@ pub enum Error {
     #[error("ads server: {0}")]
     AdsServe(#[source] tonic::transport::Error),
     /// The catalog file cannot be used; the message names file, line and field.
-    #[error("{source}")]
+    #[error(transparent)]
     CatalogFile {
         /// What is wrong, and where.
-        #[source]
         source: Box<podlb_config::Error>,
     },
     /// A listening socket could not be opened.
