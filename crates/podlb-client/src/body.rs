@@ -17,10 +17,17 @@ use bytes::Bytes;
 use h2::RecvStream;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use podlb_upstream::CallLease;
+use std::sync::Arc;
+
+use podlb_core::EndpointAddr;
 use podlb_upstream::pipe::BodySource;
+use podlb_upstream::status::{UpstreamLabel, status_trailers};
+use podlb_upstream::{CallFailure, CallLease};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
+use tonic::Status;
+
+use crate::call::CallContext;
 
 /// The error type of the bodies tonic hands the channel and gets back.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -109,6 +116,8 @@ struct Streaming {
     /// Tells the request pump to reset the stream if the response is
     /// dropped before its end (the caller cancelled).
     cancel: Option<oneshot::Sender<()>>,
+    /// The channel, to name its upstream in a failure.
+    ctx: Arc<CallContext>,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -123,6 +132,7 @@ impl ResponseBody {
         deadline: Option<Pin<Box<Sleep>>>,
         lease: CallLease,
         cancel: oneshot::Sender<()>,
+        ctx: Arc<CallContext>,
     ) -> Self {
         let data_done = recv.is_end_stream();
         ResponseBody {
@@ -132,6 +142,7 @@ impl ResponseBody {
                 data_done,
                 lease: Some(lease),
                 cancel: Some(cancel),
+                ctx,
             }),
         }
     }
@@ -144,6 +155,24 @@ impl Streaming {
         self.cancel = None;
     }
 
+    /// What the caller sees when the stream fails: the server's reset as
+    /// gRPC maps it, or the endpoint's failure, named as the proxy names it.
+    fn failure(&self, addr: EndpointAddr, err: &h2::Error) -> CallFailure {
+        let upstream = UpstreamLabel::of(&self.ctx.upstream);
+        match err.reason() {
+            Some(reason) if err.is_reset() && err.is_remote() => CallFailure::Reset {
+                upstream,
+                addr,
+                reason,
+            },
+            _ => CallFailure::Endpoint {
+                upstream,
+                addr,
+                reason: err.to_string(),
+            },
+        }
+    }
+
     fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
         self.deadline
             .as_mut()
@@ -153,18 +182,18 @@ impl Streaming {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = h2::Error;
+    type Error = Status;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let Some(s) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if s.lease.is_none() {
+        let Some(addr) = s.lease.as_ref().map(CallLease::addr) else {
             return Poll::Ready(None);
-        }
+        };
         if s.deadline_passed(cx) {
             // The server must stop too: the request pump (if still
             // sending) resets its side, and dropping the receive side here
@@ -173,8 +202,13 @@ impl Body for ResponseBody {
             if let Some(cancel) = s.cancel.take() {
                 let _ = cancel.send(());
             }
+            let failure = CallFailure::DeadlineExceeded {
+                upstream: UpstreamLabel::of(&s.ctx.upstream),
+                addr: Some(addr),
+            };
             self.inner = None;
-            return Poll::Ready(Some(Ok(Frame::trailers(deadline_trailers()))));
+            let trailers = status_trailers(&failure.status());
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
         if !s.data_done {
             match ready!(s.recv.poll_data(cx)) {
@@ -183,8 +217,9 @@ impl Body for ResponseBody {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(Err(err)) => {
+                    let failure = s.failure(addr, &err);
                     s.finish();
-                    return Poll::Ready(Some(Err(err)));
+                    return Poll::Ready(Some(Err(failure.status())));
                 }
                 None => s.data_done = true,
             }
@@ -194,7 +229,7 @@ impl Body for ResponseBody {
         match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(err) => Poll::Ready(Some(Err(err))),
+            Err(err) => Poll::Ready(Some(Err(s.failure(addr, &err).status()))),
         }
     }
 
@@ -214,15 +249,4 @@ impl Drop for Streaming {
             let _ = cancel.send(());
         }
     }
-}
-
-/// Trailers for a call whose deadline passed while its response streamed.
-fn deadline_trailers() -> HeaderMap {
-    let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", http::HeaderValue::from_static("4"));
-    trailers.insert(
-        "grpc-message",
-        http::HeaderValue::from_static("deadline exceeded (enforced by podlb-client)"),
-    );
-    trailers
 }

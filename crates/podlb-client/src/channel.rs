@@ -224,7 +224,13 @@ impl Builder {
             return Err(Error::NoRuntime);
         }
         let discovery = Discovery::start(&self.target, &self.discovery);
-        let upstream = Upstream::start("channel", discovery.clone(), self.policy, self.connection);
+        // Named by its target: messages then say which channel failed.
+        let upstream = Upstream::start(
+            self.target.uri(),
+            discovery.clone(),
+            self.policy,
+            self.connection,
+        );
         let ctx = CallContext {
             authority: authority_of(&self.target),
             upstream,

@@ -7,14 +7,14 @@
 //!
 //! This crate owns the listeners, protocol detection, routes and the
 //! forwarding of each call; `podlb-upstream` owns the backend connections
-//! and `podlb-balance` the choice of endpoint. Errors the proxy answers
-//! calls with are made in `grpc_error` only.
+//! and `podlb-balance` the choice of endpoint. Each call runs on the call
+//! engine of `podlb-upstream`, which the client library shares; the statuses
+//! the proxy answers calls with are made in `podlb_upstream::status` only.
 
 mod config;
 mod detect;
 mod error;
 mod forward;
-mod grpc_error;
 mod http1;
 mod listener;
 mod route;

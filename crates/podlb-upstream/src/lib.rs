@@ -11,10 +11,12 @@
 //!
 //! This crate owns the HTTP/2 connections to backends and the glue from
 //! discovery to the endpoint set. It knows nothing of listeners, routes or
-//! gRPC status: the proxy (and later the client library) drive calls over
-//! the [`CallLease`] it hands out.
+//! gRPC routing: the proxy and the client library both drive each call
+//! through its call engine ([`call::Call`]) and answer podlb's own failures
+//! with the statuses of [`status`].
 
 mod backoff;
+pub mod call;
 pub mod deadline;
 mod endpoint;
 mod error;
@@ -24,6 +26,7 @@ pub mod headers;
 mod keepalive;
 pub mod pipe;
 mod settings;
+pub mod status;
 mod upstream;
 mod waiters;
 
@@ -31,4 +34,5 @@ pub use backoff::Backoff;
 pub use endpoint::{CallLease, EndpointConnection, EndpointState, Lease, SendError};
 pub use error::Error;
 pub use settings::ConnectionSettings;
+pub use status::CallFailure;
 pub use upstream::Upstream;
