@@ -23,6 +23,7 @@ mod goaway;
 pub mod headers;
 mod keepalive;
 pub mod pipe;
+mod reset_pacer;
 mod settings;
 mod upstream;
 mod waiters;
