@@ -153,9 +153,18 @@ impl Call<'_> {
                     );
                 }
                 Headed::Failed(err) => return self.backend_failed(lease.addr(), err),
-                Headed::ClientGone => return self.request_pipe.reset_send(Reason::CANCEL),
+                Headed::ClientGone => {
+                    // Paced: a client dropping many calls at once must not
+                    // make the backend close the connection (reset_pacer.rs).
+                    if let Some(send) = self.request_pipe.take_send() {
+                        lease.cancel(send, Reason::CANCEL);
+                    }
+                    return;
+                }
                 Headed::DeadlineExceeded => {
-                    self.request_pipe.reset_send(Reason::CANCEL);
+                    if let Some(send) = self.request_pipe.take_send() {
+                        lease.cancel(send, Reason::CANCEL);
+                    }
                     let err = self.deadline_error(&lease.addr().to_string());
                     return self.fail(&err);
                 }
