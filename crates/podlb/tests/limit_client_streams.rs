@@ -5,6 +5,7 @@
 //!
 //! The client here writes its frames by hand: h2 and every gRPC client
 //! queue calls over the server's limit instead of sending them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

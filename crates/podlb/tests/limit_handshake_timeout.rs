@@ -1,6 +1,7 @@
 //! A connection that says `PRI` (or the whole HTTP/2 preface) and then
 //! nothing is closed once the listener's `handshake_timeout` passes; other
 //! clients' calls go on, and the proxy takes new connections.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! A call whose header list is over the listener's `max_header_list_bytes`
 //! is answered 431 and never reaches a backend; the connection and other
 //! clients' calls go on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

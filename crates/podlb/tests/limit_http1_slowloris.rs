@@ -1,6 +1,7 @@
 //! An HTTP/1.1 client that trickles a request's headers and never ends them
 //! (slowloris) is disconnected once the listener's
 //! `http1_header_read_timeout` passes; other clients' calls go on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -9,6 +9,7 @@
 //! while the client opens its calls and drops them: the backend then reads
 //! every HEADERS and every reset the proxy sent in one go, as a busy
 //! backend that had not read its socket would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
