@@ -205,4 +205,14 @@ pub enum Error {
         /// The size as written.
         value: u64,
     },
+    /// A limit's number is outside what it may be.
+    #[error("{at}: {value} is outside {range}")]
+    Limit {
+        /// The value.
+        at: At,
+        /// The number as written.
+        value: u64,
+        /// What it may be, as `1..=2147483647`.
+        range: &'static str,
+    },
 }

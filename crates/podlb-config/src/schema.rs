@@ -49,6 +49,34 @@ pub struct Listener {
     /// The routes, tried in order; the first that matches a call wins and a
     /// call no route matches ends with UNIMPLEMENTED. Required, at least one.
     pub routes: Spanned<Vec<Route>>,
+    /// What each client connection may ask of the listener.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Limits on each client connection: `listeners[i].limits`. A client over
+/// one is disconnected, or has the stream refused; other clients do not
+/// notice. The README's "Limits at the edge" says why each default is what
+/// it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// How long a new connection may take to show its protocol and, for
+    /// HTTP/2, to send its preface and SETTINGS, a duration; then it is
+    /// closed. Default `10s`.
+    pub handshake_timeout: Option<Spanned<String>>,
+    /// How long an HTTP/1.1 client may take to send a request's headers, a
+    /// duration; then the connection is closed. Default `30s`.
+    pub http1_header_read_timeout: Option<Spanned<String>>,
+    /// The calls (HTTP/2 streams) one client connection may have in flight,
+    /// advertised as SETTINGS_MAX_CONCURRENT_STREAMS; a stream over it is
+    /// refused with REFUSED_STREAM. At least 1. Default 1000.
+    pub max_concurrent_streams: Option<Spanned<u64>>,
+    /// The largest header list of a call, in bytes (names and values plus
+    /// 32 per field), advertised as SETTINGS_MAX_HEADER_LIST_SIZE; a larger
+    /// one is answered with HTTP status 431. At least 1024. Default 16384
+    /// (16 KiB).
+    pub max_header_list_bytes: Option<Spanned<u64>>,
 }
 
 /// One route: `listeners[i].routes[j]`.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use podlb_balance::PolicyChoice;
 use podlb_core::{ListenAddr, Target};
 use podlb_proxy::{
-    DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ProxyConfig, RouteConfig,
-    RouteMatch, UpstreamConfig,
+    DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ListenerLimits,
+    ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
 use podlb_upstream::ConnectionSettings;
 use serde_saphyr::Spanned;
@@ -22,6 +22,13 @@ use crate::schema;
 /// HTTP/2 window sizes (RFC 9113, 6.9.1 and 6.9.2): at least the initial
 /// 65535, at most 2^31-1.
 const WINDOW_RANGE: std::ops::RangeInclusive<u64> = 65_535..=(1 << 31) - 1;
+/// SETTINGS_MAX_CONCURRENT_STREAMS: 0 would refuse every call; HTTP/2
+/// stream ids run to 2^31-1.
+const STREAMS_RANGE: (std::ops::RangeInclusive<u64>, &str) = (1..=(1 << 31) - 1, "1..=2147483647");
+/// SETTINGS_MAX_HEADER_LIST_SIZE: below 1 KiB not even a plain gRPC call's
+/// headers fit; the setting is 32 bits.
+const HEADER_LIST_RANGE: (std::ops::RangeInclusive<u64>, &str) =
+    (1024..=u32::MAX as u64, "1024..=4294967295");
 
 /// Checks `raw`, read from the file named `file`, and builds the config.
 pub(crate) fn validate(raw: &schema::File, file: &str) -> Result<ProxyConfig, Error> {
@@ -138,7 +145,61 @@ impl Cx<'_> {
             name: listener.name.value.clone(),
             address,
             routes,
+            limits: self.limits(&listener.limits, &format!("{field}.limits"))?,
         })
+    }
+
+    fn limits(&self, limits: &schema::Limits, field: &str) -> Result<ListenerLimits, Error> {
+        let default = ListenerLimits::default();
+        let duration = |value: &Option<Spanned<String>>, key: &str, default| match value {
+            Some(value) => self.positive_duration(value, &format!("{field}.{key}")),
+            None => Ok(default),
+        };
+        let number = |value: &Option<Spanned<u64>>, key: &str, range: &_, default| match value {
+            Some(value) => self.limit(value, &format!("{field}.{key}"), range),
+            None => Ok(default),
+        };
+        Ok(ListenerLimits {
+            handshake_timeout: duration(
+                &limits.handshake_timeout,
+                "handshake_timeout",
+                default.handshake_timeout,
+            )?,
+            http1_header_read_timeout: duration(
+                &limits.http1_header_read_timeout,
+                "http1_header_read_timeout",
+                default.http1_header_read_timeout,
+            )?,
+            max_concurrent_streams: number(
+                &limits.max_concurrent_streams,
+                "max_concurrent_streams",
+                &STREAMS_RANGE,
+                default.max_concurrent_streams,
+            )?,
+            max_header_list_bytes: number(
+                &limits.max_header_list_bytes,
+                "max_header_list_bytes",
+                &HEADER_LIST_RANGE,
+                default.max_header_list_bytes,
+            )?,
+        })
+    }
+
+    /// A 32-bit HTTP/2 setting within `range`.
+    fn limit(
+        &self,
+        value: &Spanned<u64>,
+        field: &str,
+        (range, shown): &(std::ops::RangeInclusive<u64>, &'static str),
+    ) -> Result<u32, Error> {
+        Some(value.value)
+            .filter(|v| range.contains(v))
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| Error::Limit {
+                at: self.at(value, field.into()),
+                value: value.value,
+                range: shown,
+            })
     }
 
     fn route(

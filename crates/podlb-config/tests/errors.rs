@@ -206,3 +206,36 @@ fn a_number_that_is_not_one_says_what_numbers_fit() {
          expected a whole number from 0 to 18446744073709551615"
     );
 }
+
+#[test]
+fn limits_outside_their_range_say_the_range() {
+    let text = "\
+listeners:
+  - name: p
+    address: 127.0.0.1:7000
+    routes: [{ upstream: u }]
+    limits: { max_concurrent_streams: 0 }
+upstreams: [{ name: u, target: 'static:///127.0.0.1:1' }]
+";
+    let err = podlb_config::parse(text, "t.yaml").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "t.yaml:5:39: listeners[0].limits.max_concurrent_streams: 0 is outside 1..=2147483647"
+    );
+    let text = text.replace("max_concurrent_streams: 0", "max_header_list_bytes: 100");
+    let err = podlb_config::parse(&text, "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.yaml:5:38: listeners[0].limits.max_header_list_bytes: 100 is outside 1024..=4294967295"
+    );
+    let text = text.replace("max_header_list_bytes: 100", "handshake_timeout: 0s");
+    let err = podlb_config::parse(&text, "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "t.yaml:5:34: listeners[0].limits.handshake_timeout: must be longer than 0s"
+    );
+}

@@ -137,3 +137,44 @@ upstreams: [{ name: u, target: 'static:///127.0.0.1:1', backoff: { max: 1s } }]
     assert_eq!(connection.backoff_initial, Duration::from_millis(100));
     assert_eq!(connection.backoff_max, Duration::from_secs(1));
 }
+
+#[test]
+fn example_limits_are_the_defaults() {
+    let config = podlb_config::load(Path::new(EXAMPLE)).unwrap();
+    // The example spells out every default, so its comments stay true.
+    assert_eq!(
+        config.listeners[0].limits,
+        podlb_proxy::ListenerLimits::default()
+    );
+}
+
+#[test]
+fn listener_limits_are_read_from_the_file() {
+    let text = "\
+listeners:
+  - name: p
+    address: 127.0.0.1:7000
+    routes: [{ upstream: u }]
+    limits:
+      handshake_timeout: 250ms
+      http1_header_read_timeout: 2s
+      max_concurrent_streams: 7
+      max_header_list_bytes: 2048
+  - { name: q, address: 127.0.0.1:7001, routes: [{ upstream: u }] }
+upstreams: [{ name: u, target: 'static:///127.0.0.1:1' }]
+";
+    let config = podlb_config::parse(text, "t.yaml").unwrap();
+    assert_eq!(
+        config.listeners[0].limits,
+        podlb_proxy::ListenerLimits {
+            handshake_timeout: Duration::from_millis(250),
+            http1_header_read_timeout: Duration::from_secs(2),
+            max_concurrent_streams: 7,
+            max_header_list_bytes: 2048,
+        }
+    );
+    assert_eq!(
+        config.listeners[1].limits,
+        podlb_proxy::ListenerLimits::default()
+    );
+}

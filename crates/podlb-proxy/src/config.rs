@@ -30,6 +30,62 @@ pub struct ListenerConfig {
     pub address: ListenAddr,
     /// Routes, tried in order; the first that matches wins.
     pub routes: Vec<RouteConfig>,
+    /// What a client connection may ask of the listener.
+    pub limits: ListenerLimits,
+}
+
+/// The limits a listener puts on each client connection, so that no client
+/// can hold the proxy's CPU or memory by what it leaves unsaid or asks for
+/// in bulk. The defaults, and why each is what it is, are in the README
+/// ("Limits at the edge").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// How long a new connection may take to show its protocol and, for
+    /// HTTP/2, to send its preface and SETTINGS; then it is closed.
+    /// Default [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeout: Duration,
+    /// How long an HTTP/1.1 client may take to send a request's headers
+    /// (slowloris); then the connection is closed. Default
+    /// [`DEFAULT_HTTP1_HEADER_READ_TIMEOUT`].
+    pub http1_header_read_timeout: Duration,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to each HTTP/2 client:
+    /// the calls one connection may have in flight. A stream over it is
+    /// refused (REFUSED_STREAM). Default [`DEFAULT_MAX_CONCURRENT_STREAMS`].
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE advertised to each HTTP/2 client, in
+    /// bytes (names and values plus 32 per field, RFC 9113 6.5.2); a call
+    /// whose headers are larger is answered 431. Default
+    /// [`DEFAULT_MAX_HEADER_LIST_BYTES`].
+    pub max_header_list_bytes: u32,
+}
+
+/// The default [`ListenerLimits::handshake_timeout`]: 10 s, Linkerd's
+/// protocol-detection timeout. A real client sends its preface at once.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default [`ListenerLimits::http1_header_read_timeout`]: 30 s,
+/// hyper's own default (off in podlb until now, for want of a timer).
+pub const DEFAULT_HTTP1_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`ListenerLimits::max_concurrent_streams`]: 1000. gRPC
+/// clients multiplex every call to a target on one connection and queue
+/// calls over the limit, so a proxy's limit is a client's concurrency:
+/// HAProxy's 100 and nginx's 128 would throttle a busy client; Envoy's and
+/// grpc-go's 2^31-1 bound nothing. Memory per connection stays bounded by
+/// the 16 MiB connection window whatever the count.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// The default [`ListenerLimits::max_header_list_bytes`]: 16 KiB, what a
+/// tonic (hyper) backend accepts, and twice gRPC C++/Java's 8 KiB, so no
+/// call a backend would take is refused by the proxy first.
+pub const DEFAULT_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            http1_header_read_timeout: DEFAULT_HTTP1_HEADER_READ_TIMEOUT,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_header_list_bytes: DEFAULT_MAX_HEADER_LIST_BYTES,
+        }
+    }
 }
 
 /// Sends calls whose path matches to an upstream.
@@ -88,6 +144,7 @@ impl ProxyConfig {
                     matcher: RouteMatch::Any,
                     upstream: "default".into(),
                 }],
+                limits: ListenerLimits::default(),
             }],
             upstreams: vec![UpstreamConfig {
                 name: "default".into(),

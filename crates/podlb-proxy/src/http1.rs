@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri};
@@ -14,11 +15,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::listener::ListenerShared;
 use crate::route::RouteTable;
 use podlb_upstream::headers::strip_hop_by_hop;
 
@@ -33,19 +33,26 @@ pub(crate) fn client() -> Http1Client {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// Serves one HTTP/1.1 connection until it closes or shutdown asks.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    shared: Arc<ListenerShared>,
+/// Serves one HTTP/1.1 connection until it closes or shutdown asks; a
+/// client that takes longer than `header_read_timeout` to send a request's
+/// headers is disconnected.
+pub(crate) async fn serve<S>(
+    stream: S,
+    routes: Arc<RouteTable>,
     client: Http1Client,
+    header_read_timeout: Duration,
     shutdown: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
+        let routes = routes.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(forward(req, &shared.routes, &client).await) }
+        async move { Ok::<_, Infallible>(forward(req, &routes, &client).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

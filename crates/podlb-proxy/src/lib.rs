@@ -32,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    DEFAULT_GRACE_PERIOD, ListenerConfig, ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
+    DEFAULT_GRACE_PERIOD, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HTTP1_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_HEADER_LIST_BYTES, ListenerConfig, ListenerLimits,
+    ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
 pub use error::Error;
 
@@ -159,7 +161,8 @@ impl Proxy {
             addrs.push((lc.name.clone(), local));
             let shared = ListenerShared {
                 name: lc.name.clone(),
-                routes: RouteTable::new(routes),
+                routes: Arc::new(RouteTable::new(routes)),
+                limits: lc.limits.clone(),
             };
             listeners.push((listener, Arc::new(shared)));
         }

@@ -98,6 +98,15 @@ enum Attempt<E> {
     Unprocessed(CallFailure),
 }
 
+/// How a call ended before the backend answered, its stream to be
+/// cancelled.
+enum Ended<E> {
+    Cancelled,
+    RequestFailed(E),
+    DeadlineExceeded,
+    TooLarge(u64),
+}
+
 /// How waiting for the response headers ended.
 enum Headed<E> {
     Response(Response<RecvStream>),
@@ -198,28 +207,45 @@ impl<'u, S: BodySource> Call<'u, S> {
             }
             return Attempt::Done(Sent::Failed(failure));
         }
-        let headed = self.await_headers(response, downstream_gone).await;
+        // From here until the backend answers, every way out (this future
+        // dropped included) cancels the stream through the lease, paced.
+        let mut open = OpenStream {
+            lease: &lease,
+            request: &mut self.request,
+            cancel: true,
+        };
+        let headed = await_headers(open.request, &mut self.sleep, response, downstream_gone).await;
         let done = match headed {
             Headed::Response(response) => {
+                open.cancel = false;
+                open.request.stop_replay();
+                drop(open);
                 lease.observe_response();
-                self.request.stop_replay();
                 return Attempt::Done(Sent::Answered { response, lease });
             }
-            Headed::Failed(err)
-                if lease.is_unprocessed(&err, stream_id) && self.request.can_replay() =>
-            {
-                return Attempt::Unprocessed(self.endpoint_failure(&lease, &err));
-            }
             Headed::Failed(err) => {
+                // The stream is over already: nothing to cancel.
+                open.cancel = false;
+                let can_replay = open.request.can_replay();
+                drop(open);
+                if lease.is_unprocessed(&err, stream_id) && can_replay {
+                    return Attempt::Unprocessed(self.endpoint_failure(&lease, &err));
+                }
                 return Attempt::Done(Sent::Failed(self.stream_failure(&lease, &err)));
             }
-            Headed::Cancelled => Sent::Cancelled,
-            Headed::RequestFailed(err) => Sent::RequestFailed(err),
-            Headed::DeadlineExceeded => Sent::Failed(self.deadline_exceeded(Some(&lease))),
-            Headed::TooLarge(size) => Sent::Failed(self.too_large("request", size)),
+            Headed::Cancelled => Ended::Cancelled,
+            Headed::RequestFailed(err) => Ended::RequestFailed(err),
+            Headed::DeadlineExceeded => Ended::DeadlineExceeded,
+            Headed::TooLarge(size) => Ended::TooLarge(size),
         };
-        self.request.reset_send(Reason::CANCEL);
-        Attempt::Done(done)
+        // Cancels the backend stream.
+        drop(open);
+        Attempt::Done(match done {
+            Ended::Cancelled => Sent::Cancelled,
+            Ended::RequestFailed(err) => Sent::RequestFailed(err),
+            Ended::DeadlineExceeded => Sent::Failed(self.deadline_exceeded(Some(&lease))),
+            Ended::TooLarge(size) => Sent::Failed(self.too_large("request", size)),
+        })
     }
 
     /// The request for the backend: the downstream's, with `grpc-timeout`
@@ -239,48 +265,9 @@ impl<'u, S: BodySource> Call<'u, S> {
         request
     }
 
-    /// Moves the request body while waiting for the response headers.
-    async fn await_headers(
-        &mut self,
-        mut response: ResponseFuture,
-        downstream_gone: &mut impl FnMut(&mut Context<'_>) -> bool,
-    ) -> Headed<S::Error> {
-        let mut request_open = !self.request.is_done();
-        poll_fn(|cx| {
-            if self.poll_deadline(cx) {
-                return Poll::Ready(Headed::DeadlineExceeded);
-            }
-            if downstream_gone(cx) {
-                return Poll::Ready(Headed::Cancelled);
-            }
-            if request_open {
-                match self.request.poll_pipe(cx) {
-                    Poll::Ready(Ok(())) => request_open = false,
-                    Poll::Ready(Err(PipeError::Recv(err))) => {
-                        return Poll::Ready(Headed::RequestFailed(err));
-                    }
-                    Poll::Ready(Err(PipeError::TooLarge(size))) => {
-                        return Poll::Ready(Headed::TooLarge(size));
-                    }
-                    // The backend stream failed; the response says why.
-                    Poll::Ready(Err(PipeError::Send(_))) => request_open = false,
-                    Poll::Pending => {}
-                }
-            }
-            match Pin::new(&mut response).poll(cx) {
-                Poll::Ready(Ok(response)) => Poll::Ready(Headed::Response(response)),
-                Poll::Ready(Err(err)) => Poll::Ready(Headed::Failed(err)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
-    }
-
     /// Whether the deadline has passed (registering for its wake-up if not).
     pub fn poll_deadline(&mut self, cx: &mut Context<'_>) -> bool {
-        self.sleep
-            .as_mut()
-            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+        deadline_passed(&mut self.sleep, cx)
     }
 
     /// The request body's pipe, for the rest of the call.
@@ -360,4 +347,71 @@ async fn lease(
             CallFailure::NoEndpoint(err)
         }
     })
+}
+
+/// Whether `sleep` (a call's deadline) has fired, registering for its
+/// wake-up if not.
+fn deadline_passed(sleep: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    sleep
+        .as_mut()
+        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+}
+
+/// Moves the request body while waiting for the response headers.
+async fn await_headers<S: BodySource>(
+    request: &mut Pipe<S>,
+    sleep: &mut Option<Pin<Box<Sleep>>>,
+    mut response: ResponseFuture,
+    downstream_gone: &mut impl FnMut(&mut Context<'_>) -> bool,
+) -> Headed<S::Error> {
+    let mut request_open = !request.is_done();
+    poll_fn(|cx| {
+        if deadline_passed(sleep, cx) {
+            return Poll::Ready(Headed::DeadlineExceeded);
+        }
+        if downstream_gone(cx) {
+            return Poll::Ready(Headed::Cancelled);
+        }
+        if request_open {
+            match request.poll_pipe(cx) {
+                Poll::Ready(Ok(())) => request_open = false,
+                Poll::Ready(Err(PipeError::Recv(err))) => {
+                    return Poll::Ready(Headed::RequestFailed(err));
+                }
+                Poll::Ready(Err(PipeError::TooLarge(size))) => {
+                    return Poll::Ready(Headed::TooLarge(size));
+                }
+                // The backend stream failed; the response says why.
+                Poll::Ready(Err(PipeError::Send(_))) => request_open = false,
+                Poll::Pending => {}
+            }
+        }
+        match Pin::new(&mut response).poll(cx) {
+            Poll::Ready(Ok(response)) => Poll::Ready(Headed::Response(response)),
+            Poll::Ready(Err(err)) => Poll::Ready(Headed::Failed(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// A backend stream the backend has not answered yet. Dropped while
+/// `cancel` holds (the call ended early, or its future was dropped), it
+/// resets the stream through the lease: paced, since a backend that sees
+/// many resets of streams it has not accepted yet closes the connection
+/// (`reset_pacer.rs`).
+struct OpenStream<'a, S: BodySource> {
+    lease: &'a CallLease,
+    request: &'a mut Pipe<S>,
+    cancel: bool,
+}
+
+impl<S: BodySource> Drop for OpenStream<'_, S> {
+    fn drop(&mut self) {
+        if self.cancel
+            && let Some(send) = self.request.take_send()
+        {
+            self.lease.cancel(send, Reason::CANCEL);
+        }
+    }
 }

@@ -512,6 +512,15 @@ impl CallLease {
             || (self.opened_after_goaway && (err.is_io() || err.is_go_away()))
     }
 
+    /// Resets the call's stream `send` (from [`CallLease::send_request`])
+    /// with `reason`, paced so that cancelling many calls at once cannot
+    /// make the backend close the connection (`reset_pacer.rs`). Use it,
+    /// not `send_reset`, for every reset of a call the backend has not
+    /// answered.
+    pub fn cancel(&self, send: SendStream<Bytes>, reason: Reason) {
+        self.conn.goaway.resets().cancel(send, reason);
+    }
+
     /// Records the time to the backend's response headers in the latency
     /// estimate (`peak_ewma`).
     pub fn observe_response(&self) {

@@ -29,8 +29,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::keepalive::ReadActivity;
+use crate::reset_pacer::ResetPacer;
 
 const FRAME_HEADER_LEN: usize = 9;
+const HEADERS: u8 = 0x1;
 const GOAWAY: u8 = 0x7;
 /// A GOAWAY payload's fixed part: last-stream-id and error code.
 const GOAWAY_FIXED_LEN: usize = 8;
@@ -71,12 +73,15 @@ impl Goaway {
     }
 }
 
-/// The GOAWAY state of one connection, shared with the endpoint.
+/// The GOAWAY state of one connection, shared with the endpoint; and the
+/// connection's [`ResetPacer`], which hears of every HEADERS the backend
+/// sends.
 #[derive(Debug)]
 pub(crate) struct GoawaySignal {
     last_stream_id: AtomicU32,
     too_many_pings: AtomicBool,
     wake: Arc<Notify>,
+    resets: Arc<ResetPacer>,
 }
 
 impl GoawaySignal {
@@ -85,7 +90,13 @@ impl GoawaySignal {
             last_stream_id: AtomicU32::new(NONE),
             too_many_pings: AtomicBool::new(false),
             wake,
+            resets: Arc::default(),
         }
+    }
+
+    /// The connection's reset pacing (`reset_pacer.rs`).
+    pub(crate) fn resets(&self) -> &Arc<ResetPacer> {
+        &self.resets
     }
 
     /// Whether the backend has said GOAWAY on this connection.
@@ -170,8 +181,14 @@ impl GoawayReader {
 }
 
 impl FrameScanner {
-    /// Scans `data`, handing each GOAWAY completed in it to `on_goaway`.
-    fn scan(&mut self, mut data: &[u8], mut on_goaway: impl FnMut(&Goaway)) {
+    /// Scans `data`, handing each GOAWAY completed in it to `on_goaway` and
+    /// the stream id of each HEADERS frame to `on_headers`.
+    fn scan(
+        &mut self,
+        mut data: &[u8],
+        mut on_goaway: impl FnMut(&Goaway),
+        mut on_headers: impl FnMut(u32),
+    ) {
         while !data.is_empty() {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(data.len());
@@ -195,6 +212,9 @@ impl FrameScanner {
                 let h = self.header;
                 self.header_len = 0;
                 self.payload_left = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                if h[3] == HEADERS {
+                    on_headers(u32::from_be_bytes([h[5], h[6], h[7], h[8]]));
+                }
                 // A shorter GOAWAY is malformed; h2 fails the connection.
                 self.goaway = (h[3] == GOAWAY && self.payload_left >= GOAWAY_FIXED_LEN)
                     .then(|| GoawayReader::new(self.payload_left));
@@ -237,7 +257,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for GoawaySniffer<T> {
             if !read.is_empty() {
                 this.activity.mark();
                 let signal = &this.signal;
-                this.scanner.scan(read, |goaway| signal.record(goaway));
+                this.scanner.scan(
+                    read,
+                    |goaway| signal.record(goaway),
+                    |id| signal.resets.answered(id),
+                );
             }
         }
         res
@@ -296,9 +320,26 @@ mod tests {
         let mut found = Vec::new();
         let (a, b) = bytes.split_at(split);
         for chunk in a.chunks(step).chain(b.chunks(step)) {
-            scanner.scan(chunk, |g| found.push(*g));
+            scanner.scan(chunk, |g| found.push(*g), |_| {});
         }
         found
+    }
+
+    #[test]
+    fn reports_the_stream_of_every_headers_frame_at_any_split() {
+        let mut bytes = frame(0x4, 0, &[0; 12]); // SETTINGS
+        bytes.extend(frame(HEADERS, 3, &[0x88])); // :status 200
+        bytes.extend(frame(0x0, 3, &[0; 20])); // DATA
+        bytes.extend(frame(HEADERS, 5, &[0; 7]));
+        for split in 0..bytes.len() {
+            let mut scanner = FrameScanner::default();
+            let mut ids = Vec::new();
+            let (a, b) = bytes.split_at(split);
+            for chunk in a.chunks(4).chain(b.chunks(4)) {
+                scanner.scan(chunk, |_| {}, |id| ids.push(id));
+            }
+            assert_eq!(ids, [3, 5], "split at {split}");
+        }
     }
 
     #[test]
@@ -354,7 +395,7 @@ mod tests {
     fn too_many_pings_needs_the_exact_code_and_words() {
         let parse = |bytes: Vec<u8>| {
             let mut found = Vec::new();
-            FrameScanner::default().scan(&bytes, |g| found.push(*g));
+            FrameScanner::default().scan(&bytes, |g| found.push(*g), |_| {});
             found[0].is_too_many_pings()
         };
         assert!(parse(goaway(0, ENHANCE_YOUR_CALM, b"too_many_pings")));
@@ -368,7 +409,7 @@ mod tests {
     fn signal_keeps_the_lowest_id_and_refuses_streams_above_it() {
         let signal = GoawaySignal::new(Arc::new(Notify::new()));
         let record = |bytes: Vec<u8>| {
-            FrameScanner::default().scan(&bytes, |g| signal.record(g));
+            FrameScanner::default().scan(&bytes, |g| signal.record(g), |_| {});
         };
         assert!(!signal.received());
         assert!(!signal.refused(99));

@@ -25,6 +25,7 @@ mod goaway;
 pub mod headers;
 mod keepalive;
 pub mod pipe;
+mod reset_pacer;
 mod settings;
 pub mod status;
 mod upstream;

@@ -174,6 +174,11 @@ impl<S: BodySource> Pipe<S> {
         }
     }
 
+    /// Takes the send side out, to be reset by [`crate::CallLease::cancel`].
+    pub fn take_send(&mut self) -> Option<SendStream<Bytes>> {
+        self.send.take()
+    }
+
     /// The send side, once attached.
     pub fn send_mut(&mut self) -> Option<&mut SendStream<Bytes>> {
         self.send.as_mut()
