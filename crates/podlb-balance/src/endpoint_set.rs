@@ -63,26 +63,6 @@ impl<E: Keyed + Clone> EndpointSet<E> {
                 }
                 by_addr.into_values().collect()
             }
-            Update::Add(endpoints) => {
-                next.extend(current.iter().cloned());
-                for ep in dedup(&endpoints) {
-                    if !by_addr.contains_key(&ep.addr) {
-                        next.push(make(ep));
-                    }
-                }
-                Vec::new()
-            }
-            Update::Remove(addrs) => {
-                let mut removed = Vec::new();
-                for e in current.iter() {
-                    if addrs.contains(&e.addr()) {
-                        removed.push(e.clone());
-                    } else {
-                        next.push(e.clone());
-                    }
-                }
-                removed
-            }
             // Not the set's business: the upstream picks its policy.
             Update::Policy(_) => return Vec::new(),
         };
@@ -139,20 +119,5 @@ mod tests {
         assert_eq!(ports(&set), [(2, 2), (3, 3)]);
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].addr.socket_addr().port(), 1);
-    }
-
-    #[test]
-    fn add_and_remove_change_only_their_endpoints() {
-        let set = EndpointSet::new();
-        let make = |e: &Endpoint| Handle {
-            addr: e.addr,
-            generation: 0,
-        };
-        set.apply(Update::Add(vec![ep(1), ep(2)]), make);
-        set.apply(Update::Add(vec![ep(2), ep(3)]), make);
-        assert_eq!(ports(&set), [(1, 0), (2, 0), (3, 0)]);
-        let removed = set.apply(Update::Remove(vec![ep(2).addr, ep(9).addr]), make);
-        assert_eq!(ports(&set), [(1, 0), (3, 0)]);
-        assert_eq!(removed.len(), 1);
     }
 }
