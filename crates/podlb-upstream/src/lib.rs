@@ -2,11 +2,11 @@
 //!
 //! ```text
 //!  Target ─► discovery (UpdateStream) ─► EndpointSet<EndpointConnection> ─► Policy::pick
-//!                                                 │                             │
+//!                                                 │                   (from the ready snapshot)
 //!                                    one driver task per endpoint          CallLease
-//!                                 (connect ─► Ready ⇄ BackingOff,      (an HTTP/2 connection
-//!                                  GOAWAY ─► drain, more conns when      with a free stream)
-//!                                  SETTINGS_MAX_CONCURRENT_STREAMS)
+//!                              over a pure Lifecycle (Connecting ─►    (an HTTP/2 connection
+//!                              Ready ⇄ Draining/BackingOff ─► Removed)   with a free stream),
+//!
 //! ```
 //!
 //! This crate owns the HTTP/2 connections to backends and the glue from

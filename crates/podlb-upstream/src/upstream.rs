@@ -4,11 +4,15 @@
 //! ```text
 //!  Discovery (Resolution) ─► task: routable() ─► EndpointSet::apply ─► new endpoints
 //!                                                 spawn their driver, removed ones drain
-//!  call ─► Upstream::lease ─► snapshot ─► Policy::pick ─► EndpointConnection::lease
+//!  call ─► Upstream::lease ─► ready snapshot ─► Policy::pick ─► EndpointConnection::lease
 //!              │ none ready while starting, or every stream taken
 //!              ▼
 //!          Upstream::lease_waiting (until a change, bounded)
 //! ```
+//!
+//! The ready snapshot is rebuilt by each endpoint whenever its state
+//! changes; a pick from it that turns out stale (a connection closed since)
+//! is retried once, then every endpoint is looked at.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +27,8 @@ use crate::endpoint::Lease;
 use crate::waiters::{Waiters, deadline_after};
 use crate::{CallLease, ConnectionSettings, EndpointConnection, Error};
 
-type Endpoints = EndpointSet<Arc<EndpointConnection>>;
+/// The endpoint set of an upstream.
+pub(crate) type Endpoints = EndpointSet<Arc<EndpointConnection>>;
 type Policies = PolicySet<Arc<EndpointConnection>>;
 
 /// A named set of endpoints that calls are balanced over.
@@ -45,7 +50,7 @@ pub struct Upstream {
 }
 
 /// How many policy picks a call makes before it looks at every endpoint: a
-/// pick can race with a connection closing.
+/// pick can race with a connection closing or filling up.
 const PICK_ATTEMPTS: usize = 2;
 
 impl Upstream {
@@ -125,28 +130,32 @@ impl Upstream {
     /// Picks an endpoint by the policy and leases a stream on one of its
     /// connections, without waiting.
     pub fn lease(&self) -> Result<CallLease, Error> {
-        let snapshot = self.endpoints.snapshot();
         let mut saturated = false;
-        for _ in 0..PICK_ATTEMPTS {
-            let Some(endpoint) = self.policies.pick(&snapshot) else {
-                break;
-            };
+        {
+            let ready = self.endpoints.ready();
+            for _ in 0..PICK_ATTEMPTS {
+                let Some(endpoint) = self.policies.pick(&ready) else {
+                    break;
+                };
+                match endpoint.lease() {
+                    Lease::Leased(lease) => return Ok(lease),
+                    Lease::Full => saturated = true,
+                    Lease::Unusable => {}
+                }
+            }
+        }
+        // The picks raced with connections closing or filling up (or the
+        // ready snapshot has not caught up yet): take any endpoint that can
+        // take the call.
+        let all = self.endpoints.snapshot();
+        for endpoint in all.iter().filter(|e| e.is_ready()) {
             match endpoint.lease() {
                 Lease::Leased(lease) => return Ok(lease),
                 Lease::Full => saturated = true,
                 Lease::Unusable => {}
             }
         }
-        // The picks raced with connections closing or filling up: take any
-        // endpoint that can take the call.
-        for endpoint in snapshot.iter().filter(|e| e.is_ready()) {
-            match endpoint.lease() {
-                Lease::Leased(lease) => return Ok(lease),
-                Lease::Full => saturated = true,
-                Lease::Unusable => {}
-            }
-        }
-        Err(self.no_lease(snapshot.len(), saturated))
+        Err(self.no_lease(all.len(), saturated))
     }
 
     /// [`Upstream::lease`], but a call that finds every stream taken waits
@@ -216,13 +225,13 @@ impl Upstream {
     /// ready, any known endpoint, since a backend may speak only HTTP/1.1
     /// and so never become ready for HTTP/2.
     pub fn pick_addr(&self) -> Result<EndpointAddr, Error> {
-        let snapshot = self.endpoints.snapshot();
-        if let Some(endpoint) = self.policies.pick(&snapshot) {
+        if let Some(endpoint) = self.policies.pick(&self.endpoints.ready()) {
             return Ok(endpoint.addr());
         }
-        match snapshot.len() {
+        let all = self.endpoints.snapshot();
+        match all.len() {
             0 => Err(self.no_lease(0, false)),
-            n => Ok(snapshot[fastrand::usize(..n)].addr()),
+            n => Ok(all[fastrand::usize(..n)].addr()),
         }
     }
 
@@ -279,6 +288,7 @@ async fn follow_discovery(
                 ep.addr,
                 settings.clone(),
                 waiters.clone(),
+                Arc::downgrade(&endpoints),
                 discovery.refresh().clone(),
             )
         });
@@ -336,7 +346,7 @@ impl PolicyFollower {
 /// The seam between discovery and balancing: the routable endpoints of a
 /// resolution become the set calls pick from. Before discovery's first
 /// answer nothing changes. Returns the handles that left, to drain.
-fn apply_resolution<E: Keyed + Clone>(
+fn apply_resolution<E: Keyed + Load + Clone>(
     endpoints: &EndpointSet<E>,
     resolution: &Resolution,
     make: impl FnMut(&podlb_core::Endpoint) -> E,
@@ -363,6 +373,17 @@ mod tests {
     impl Keyed for Handle {
         fn addr(&self) -> EndpointAddr {
             self.0
+        }
+    }
+    impl Load for Handle {
+        fn is_ready(&self) -> bool {
+            true
+        }
+        fn in_flight(&self) -> u64 {
+            0
+        }
+        fn ewma_cost(&self) -> f64 {
+            0.0
         }
     }
 
