@@ -49,6 +49,7 @@ pub use self::lifecycle::EndpointState;
 use self::lifecycle::{Decision, Event, Lifecycle};
 use crate::ConnectionSettings;
 use crate::goaway::{GoawaySignal, GoawaySniffer};
+use crate::http1::Http1Backoff;
 use crate::keepalive::{Keepalive, KeepaliveInterval, ReadActivity};
 use crate::upstream::Endpoints;
 use crate::waiters::Waiters;
@@ -58,7 +59,7 @@ use crate::waiters::Waiters;
 pub struct EndpointConnection {
     upstream: Arc<str>,
     addr: EndpointAddr,
-    load: LoadTracker,
+    pub(crate) load: LoadTracker,
     /// Where the endpoint stands and what its driver does next. Changed
     /// only under this lock, with `conns`; never held across an await.
     life: Mutex<Lifecycle>,
@@ -80,6 +81,8 @@ pub struct EndpointConnection {
     /// The upstream's endpoint set, whose ready snapshot each change of
     /// state rebuilds. Weak: the set holds the endpoint.
     set: Weak<Endpoints>,
+    /// Whether HTTP/1.1 requests should avoid it for a while (`http1.rs`).
+    pub(crate) http1: Http1Backoff,
     /// The keepalive interval of all its connections (off, or doubled by
     /// each "too_many_pings").
     keepalive: KeepaliveInterval,
@@ -142,6 +145,7 @@ impl EndpointConnection {
             full: AtomicBool::new(false),
             waiters,
             set,
+            http1: Http1Backoff::new(settings.backoff_initial, settings.backoff_max),
             keepalive: KeepaliveInterval::new(settings.keepalive_interval),
         });
         tokio::spawn(drive(endpoint.clone(), settings, refresh));
@@ -511,7 +515,7 @@ pub struct CallLease {
 }
 
 /// The epoch of the latency estimates.
-fn since_epoch(now: Instant) -> Duration {
+pub(crate) fn since_epoch(now: Instant) -> Duration {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     now.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
 }

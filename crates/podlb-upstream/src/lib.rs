@@ -6,7 +6,7 @@
 //!                                    one driver task per endpoint          CallLease
 //!                              over a pure Lifecycle (Connecting ─►    (an HTTP/2 connection
 //!                              Ready ⇄ Draining/BackingOff ─► Removed)   with a free stream),
-//!
+//!                                                                       or Http1Lease
 //! ```
 //!
 //! This crate owns the HTTP/2 connections to backends and the glue from
@@ -21,6 +21,7 @@ mod error;
 pub mod framing;
 mod goaway;
 pub mod headers;
+mod http1;
 mod keepalive;
 pub mod pipe;
 mod settings;
@@ -30,5 +31,6 @@ mod waiters;
 pub use backoff::Backoff;
 pub use endpoint::{CallLease, EndpointConnection, EndpointState, Lease, SendError};
 pub use error::Error;
+pub use http1::Http1Lease;
 pub use settings::ConnectionSettings;
 pub use upstream::Upstream;

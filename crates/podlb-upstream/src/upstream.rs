@@ -8,6 +8,8 @@
 //!              │ none ready while starting, or every stream taken
 //!              ▼
 //!          Upstream::lease_waiting (until a change, bounded)
+//!
+//!  HTTP/1.1 request ─► Upstream::lease_http1 ─► Http1Lease (see http1.rs)
 //! ```
 //!
 //! The ready snapshot is rebuilt by each endpoint whenever its state
@@ -19,13 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use podlb_balance::{EndpointSet, Keyed, Load, PolicyChoice, PolicyKind, PolicySet};
-use podlb_core::{EndpointAddr, Target, Update};
+use podlb_core::{Target, Update};
 use podlb_discovery::{Discovery, Resolution};
 use tokio::task::JoinHandle;
 
 use crate::endpoint::Lease;
 use crate::waiters::{Waiters, deadline_after};
-use crate::{CallLease, ConnectionSettings, EndpointConnection, Error};
+use crate::{CallLease, ConnectionSettings, EndpointConnection, Error, Http1Lease};
 
 /// The endpoint set of an upstream.
 pub(crate) type Endpoints = EndpointSet<Arc<EndpointConnection>>;
@@ -220,19 +222,33 @@ impl Upstream {
         waited.unwrap_or(Err(last))
     }
 
-    /// The endpoint for a call that does not ride the HTTP/2 connections
-    /// (HTTP/1.1): the policy's pick among ready endpoints or, when none is
-    /// ready, any known endpoint, since a backend may speak only HTTP/1.1
-    /// and so never become ready for HTTP/2.
-    pub fn pick_addr(&self) -> Result<EndpointAddr, Error> {
+    /// A lease for one HTTP/1.1 request, which rides hyper's pool rather
+    /// than the endpoint's HTTP/2 connections but counts as in flight on
+    /// the endpoint like a call. The endpoint is the policy's pick among
+    /// the ready endpoints; when none is ready (a backend that speaks only
+    /// HTTP/1.1 never becomes ready for HTTP/2), the policy's pick among
+    /// every known endpoint, passing over one that is backing off after a
+    /// failed HTTP/1.1 connect when another is not.
+    pub fn lease_http1(&self) -> Result<Http1Lease, Error> {
         if let Some(endpoint) = self.policies.pick(&self.endpoints.ready()) {
-            return Ok(endpoint.addr());
+            return Ok(Http1Lease::new(endpoint.clone()));
         }
         let all = self.endpoints.snapshot();
-        match all.len() {
-            0 => Err(self.no_lease(0, false)),
-            n => Ok(all[fastrand::usize(..n)].addr()),
+        let Some(picked) = self.policies.pick(&all) else {
+            return Err(self.no_lease(0, false));
+        };
+        let now = tokio::time::Instant::now();
+        if !picked.http1.is_backing_off(now) {
+            return Ok(Http1Lease::new(picked.clone()));
         }
+        // From a random place, so the next one is not always the same
+        // neighbour.
+        let start = fastrand::usize(..all.len());
+        let endpoint = (0..all.len())
+            .map(|i| &all[(start + i) % all.len()])
+            .find(|e| !e.http1.is_backing_off(now))
+            .unwrap_or(picked);
+        Ok(Http1Lease::new(endpoint.clone()))
     }
 
     fn no_lease(&self, endpoints: usize, saturated: bool) -> Error {
@@ -363,7 +379,7 @@ mod tests {
     use std::time::Duration;
 
     use futures_util::{StreamExt, stream};
-    use podlb_core::{Endpoint, EndpointState};
+    use podlb_core::{Endpoint, EndpointAddr, EndpointState};
     use podlb_discovery::{Discovery, Error as DiscoveryError, Refresh};
 
     use super::*;
