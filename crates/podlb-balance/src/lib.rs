@@ -1,9 +1,10 @@
 //! The balancing core: which endpoint gets the next call.
 //!
 //! ```text
-//! Update stream ──► EndpointSet::apply ──► snapshot (Arc<[E]>) ──► Policy::pick ──► E
-//!                                              ▲                        │
-//!                                              └── Load (ready? in flight? latency?)
+//! Update stream ──► EndpointSet::apply ──► all ──► ready snapshot ──► Policy::pick ──► E
+//!                                                  ▲ rebuilt on every        │
+//!   an endpoint changes state ─► refresh_ready ────┘ change of state         │
+//!                                         Load (in flight? latency?) ◄───────┘
 //! ```
 //!
 //! It owns the endpoint set (applying discovery updates), the per-endpoint
@@ -24,7 +25,9 @@ pub use policy::{Policy, PolicyChoice, PolicyKind, PolicySet};
 /// What a policy may ask of an endpoint. Every method is a cheap atomic read.
 pub trait Load {
     /// Whether the endpoint can take a call now (it has a usable connection).
-    /// A policy never returns an endpoint for which this is false.
+    /// The [`EndpointSet`]'s ready snapshot holds the endpoints for which
+    /// this was true at their last change of state; policies pick only
+    /// from it.
     fn is_ready(&self) -> bool;
     /// Calls in flight on the endpoint.
     fn in_flight(&self) -> u64;

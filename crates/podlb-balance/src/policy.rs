@@ -1,8 +1,11 @@
 //! The balancing policies: one small trait, one short file per policy.
 //!
-//! A policy looks at a snapshot of the endpoints and returns one that
-//! [`Load::is_ready`]. It keeps at most an atomic counter of its own; it
-//! never locks, allocates or blocks, since it runs once per call.
+//! A policy is handed the snapshot of the endpoints that are ready
+//! ([`EndpointSet::ready`](crate::EndpointSet::ready)) and returns one of
+//! them; it never looks at readiness itself, so endpoints that are not ready
+//! take no share, not even their neighbour's. It keeps at most an atomic
+//! counter of its own; it never locks, allocates or blocks, since it runs
+//! once per call.
 
 mod least_request;
 mod peak_ewma;
@@ -22,8 +25,9 @@ use crate::{Error, Load};
 
 /// Picks the endpoint for the next call.
 pub trait Policy<E: Load>: Send + Sync + fmt::Debug {
-    /// One ready endpoint of `endpoints`, or `None` when none is ready.
-    fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E>;
+    /// One endpoint of `ready` (the endpoints ready now), or `None` when
+    /// it is empty.
+    fn pick<'a>(&self, ready: &'a [E]) -> Option<&'a E>;
 }
 
 /// The policies podlb has, by the name users write.
@@ -151,10 +155,11 @@ impl<E: Load> PolicySet<E> {
         self.active.store(kind.index(), Ordering::Relaxed);
     }
 
-    /// One ready endpoint of `endpoints`, by the active policy.
-    pub fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E> {
+    /// One endpoint of `ready` (the endpoints ready now), by the active
+    /// policy.
+    pub fn pick<'a>(&self, ready: &'a [E]) -> Option<&'a E> {
         let active = self.active.load(Ordering::Relaxed);
-        self.policies[active % PolicyKind::ALL.len()].pick(endpoints)
+        self.policies[active % PolicyKind::ALL.len()].pick(ready)
     }
 }
 
@@ -164,30 +169,17 @@ impl fmt::Display for PolicyKind {
     }
 }
 
-/// The first ready endpoint at or after `start`, wrapping around.
-fn first_ready_from<E: Load>(endpoints: &[E], start: usize) -> Option<&E> {
-    let n = endpoints.len();
-    (0..n)
-        .map(|i| &endpoints[(start + i) % n])
-        .find(|e| e.is_ready())
-}
-
 /// Power of two choices: two distinct random endpoints, the one with the
-/// lower `cost` wins; a ready one always beats one that is not.
-fn p2c<E: Load>(endpoints: &[E], cost: impl Fn(&E) -> f64) -> Option<&E> {
-    match endpoints.len() {
+/// lower `cost` wins.
+fn p2c<E>(ready: &[E], cost: impl Fn(&E) -> f64) -> Option<&E> {
+    match ready.len() {
         0 => None,
-        1 => endpoints.first().filter(|e| e.is_ready()),
+        1 => ready.first(),
         n => {
             let i = fastrand::usize(..n);
             let j = (i + 1 + fastrand::usize(..n - 1)) % n;
-            let (a, b) = (&endpoints[i], &endpoints[j]);
-            match (a.is_ready(), b.is_ready()) {
-                (true, true) => Some(if cost(b) < cost(a) { b } else { a }),
-                (true, false) => Some(a),
-                (false, true) => Some(b),
-                (false, false) => first_ready_from(endpoints, i),
-            }
+            let (a, b) = (&ready[i], &ready[j]);
+            Some(if cost(b) < cost(a) { b } else { a })
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The discovery vocabulary: what a discovery source tells the balancer.
 //!
 //! A source yields a stream of [`Update`]s. `Reset` replaces the whole set
-//! (a static list, a DNS answer, the merged slices of a Kubernetes Service);
-//! `Add` and `Remove` change part of it. Endpoints carry their state as the
+//! (a static list, a DNS answer, the merged slices of a Kubernetes Service,
+//! an xDS ClusterLoadAssignment): every source speaks in whole sets, so
+//! there is no partial `Add`/`Remove`. `Policy` carries the policies a
+//! source names. Endpoints carry their state as the
 //! source sees it, not-ready ones included, so tools can show them; which of
 //! them take calls is decided once, by [`routable`].
 
@@ -151,10 +153,6 @@ pub fn routable(endpoints: &[Endpoint]) -> Vec<Endpoint> {
 pub enum Update {
     /// The set is exactly these endpoints; any other is gone.
     Reset(Vec<Endpoint>),
-    /// These endpoints join the set (or replace their entry).
-    Add(Vec<Endpoint>),
-    /// These endpoints leave the set.
-    Remove(Vec<EndpointAddr>),
     /// The source names the policies to balance with, the preferred first,
     /// as an xDS Cluster does (`least_request`, then `round_robin`): take
     /// the first you have. Empty: it names none. The endpoints are
@@ -168,11 +166,6 @@ impl Update {
     pub fn apply_to(self, endpoints: &mut Vec<Endpoint>) {
         match self {
             Update::Reset(all) => *endpoints = all,
-            Update::Add(added) => {
-                endpoints.retain(|e| !added.iter().any(|a| a.addr == e.addr));
-                endpoints.extend(added);
-            }
-            Update::Remove(addrs) => endpoints.retain(|e| !addrs.contains(&e.addr)),
             Update::Policy(_) => {}
         }
     }
@@ -232,14 +225,11 @@ mod tests {
     }
 
     #[test]
-    fn updates_apply_to_a_full_list() {
+    fn a_reset_replaces_the_list_and_a_policy_leaves_it() {
         use EndpointState::*;
-        let mut list = vec![ep(1, Ready)];
-        Update::Add(vec![ep(2, Ready), ep(1, NotReady)]).apply_to(&mut list);
-        assert_eq!(list.len(), 2);
-        assert!(list.contains(&ep(1, NotReady)));
-        Update::Remove(vec![ep(1, Ready).addr]).apply_to(&mut list);
-        assert_eq!(addrs(&list), ["10.0.0.2:80"]);
+        let mut list = vec![ep(1, Ready), ep(2, NotReady)];
+        Update::Policy(vec!["round_robin".into()]).apply_to(&mut list);
+        assert_eq!(addrs(&list), ["10.0.0.1:80", "10.0.0.2:80"]);
         Update::Reset(vec![ep(9, Ready)]).apply_to(&mut list);
         assert_eq!(addrs(&list), ["10.0.0.9:80"]);
     }

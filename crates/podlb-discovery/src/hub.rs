@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(res.endpoints.len(), 2, "an error keeps the last set");
         assert!(res.error.is_some());
 
-        tx.send(Ok(Update::Remove(vec![ep(1).addr]))).unwrap();
+        tx.send(Ok(Update::Reset(vec![ep(2)]))).unwrap();
         sub.changed().await.unwrap();
         let res = sub.borrow_and_update().clone();
         assert_eq!(*res.endpoints, [ep(2)]);

@@ -2,7 +2,7 @@
 //! current.
 //!
 //! ```text
-//!  Target ─► source (static_list | dns | kubernetes | xds) ─► UpdateStream (Reset | Add | Remove, or an error)
+//!  Target ─► source (static_list | dns | kubernetes | xds) ─► UpdateStream (Reset | Policy, or an error)
 //!                                                            │
 //!            Discovery task: folds it into one Resolution ◄──┘
 //!                                                            │ tokio watch: latest wins

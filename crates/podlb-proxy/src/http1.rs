@@ -1,8 +1,10 @@
 //! HTTP/1.1 on the proxy's port: each request is routed by path like a gRPC
-//! call, its endpoint picked by the upstream's policy (or any known endpoint
-//! when none has an HTTP/2 connection: an HTTP/1.1-only backend never gets
-//! one), and forwarded as HTTP/1.1 over a pooled connection. Bodies stream
-//! through hyper.
+//! call, leased on an endpoint by the upstream (`Upstream::lease_http1`:
+//! the policy's pick among ready endpoints, or among every known endpoint
+//! when none has an HTTP/2 connection, as an HTTP/1.1-only backend never
+//! does), counted in flight there until its response has streamed, and
+//! forwarded as HTTP/1.1 over a pooled connection. Bodies stream through
+//! hyper.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -76,10 +78,14 @@ async fn forward(
             "podlb: no route for this path\n".into(),
         );
     };
-    let addr = match upstream.upstream.pick_addr() {
-        Ok(addr) => addr,
+    // Counts the request in flight on its endpoint until the response has
+    // been passed on in full (or failed); see `Upstream::lease_http1` for
+    // how the endpoint is chosen.
+    let lease = match upstream.upstream.lease_http1() {
+        Ok(lease) => lease,
         Err(err) => return plain(StatusCode::SERVICE_UNAVAILABLE, format!("podlb: {err}\n")),
     };
+    let addr = lease.addr();
     let mut parts = req.uri().clone().into_parts();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Authority::try_from(addr.to_string()).ok();
@@ -90,11 +96,21 @@ async fn forward(
     strip_hop_by_hop(req.headers_mut());
     match client.request(req).await {
         Ok(resp) => {
+            lease.observe_response();
             let (mut head, body) = resp.into_parts();
             strip_hop_by_hop(&mut head.headers);
+            // The body owns the lease: dropped with it, when the response
+            // has streamed out or the client went away.
+            let body = body.map_err(move |err| {
+                let _in_flight = &lease;
+                err
+            });
             Response::from_parts(head, body.boxed_unsync())
         }
         Err(err) => {
+            if err.is_connect() {
+                lease.connect_failed();
+            }
             tracing::warn!(upstream = %upstream.name(), endpoint = %addr, "HTTP/1.1 request failed: {err}");
             plain(
                 StatusCode::BAD_GATEWAY,

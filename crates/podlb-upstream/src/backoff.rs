@@ -24,12 +24,18 @@ impl Backoff {
 
     /// The delay before the next attempt; each call counts one more failure.
     pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(fastrand::f64())
+    }
+
+    /// [`Backoff::next_delay`] with the jitter given: `jitter` in `[0, 1)`
+    /// scales the delay by `0.5 + jitter`.
+    pub fn next_delay_with(&mut self, jitter: f64) -> Duration {
         let base = self
             .initial
             .saturating_mul(1u32 << self.failures.min(20))
             .min(self.max);
         self.failures = self.failures.saturating_add(1);
-        base.mul_f64(0.5 + fastrand::f64())
+        base.mul_f64(0.5 + jitter.clamp(0.0, 1.0))
     }
 
     /// Forgets past failures after a success.

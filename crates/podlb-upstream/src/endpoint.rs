@@ -1,29 +1,37 @@
 //! One endpoint's HTTP/2 connections, and the lease a call takes on one.
 //!
 //! ```text
-//!            connect ok                 GOAWAY / conn lost, others left
-//!  Connecting ─────────► Ready ◄──────────────────────────────┐
-//!      │  ▲                 │ every connection lost or draining │
-//!  fail│  │ backoff over    ▼                                   │
-//!      ▼  │            Connecting ──────────────────────────────┘
-//!   BackingOff ◄──────── (fail)                Removed: discovery dropped it
+//!  Upstream ─► EndpointConnection ─┬─ Lifecycle (lifecycle.rs): where it stands, what next
+//!                                  ├─ driver task: connect / wait / back off, as told
+//!                                  ├─ connections: each with its own task (and keepalive)
+//!                                  └─ CallLease: a call's stream on one connection
 //! ```
 //!
 //! A driver task per endpoint opens connections eagerly, reconnects with
 //! jittered backoff, and opens one more connection when every one is at the
-//! backend's SETTINGS_MAX_CONCURRENT_STREAMS. `is_ready` is true only while
-//! a connection that has answered a PING and not said GOAWAY exists, so a
-//! policy never picks an endpoint that cannot take a call. A connection that
-//! said GOAWAY (or broke) leaves the list at once; calls already on it hold
-//! it through their lease and finish. This module moves no call bytes.
+//! backend's SETTINGS_MAX_CONCURRENT_STREAMS. When and why is the pure
+//! [`Lifecycle`]'s to decide; the driver only does the I/O and reports what
+//! happened. The lifecycle is the one truth about the endpoint's state: it
+//! changes only under its lock (never held across an await, never taken by
+//! a call), together with the connection list, and is mirrored in an atomic
+//! for lock-free readers. Every change of state rebuilds the upstream's
+//! ready snapshot, which policies pick from.
+//!
+//! `is_ready` is true only while the endpoint is Ready and a connection that
+//! has answered a PING and not said GOAWAY exists. A connection that said
+//! GOAWAY (or broke) leaves the list when the driver next looks (at once:
+//! it is woken); calls already on it hold it through their lease and
+//! finish. This module moves no call bytes.
 //!
 //! With [`ConnectionSettings::keepalive_interval`] set, each connection's
 //! task also runs its keepalive (`keepalive.rs`): a connection silent after
 //! a PING is closed like a broken one, and a GOAWAY that says
 //! "too_many_pings" doubles the endpoint's interval (gRFC A8).
 
-use std::sync::Arc;
+mod lifecycle;
+
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -37,52 +45,44 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use self::lifecycle::EndpointState;
+use self::lifecycle::{Decision, Event, Lifecycle};
+use crate::ConnectionSettings;
 use crate::goaway::{GoawaySignal, GoawaySniffer};
+use crate::http1::Http1Backoff;
 use crate::keepalive::{Keepalive, KeepaliveInterval, ReadActivity};
+use crate::upstream::Endpoints;
 use crate::waiters::Waiters;
-use crate::{Backoff, ConnectionSettings};
-
-/// Where an endpoint stands, for logs and status views.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointState {
-    /// Opening its first connection (or a new one after losing them all).
-    Connecting,
-    /// At least one connection can take calls.
-    Ready,
-    /// The last connect failed; waiting before the next attempt.
-    BackingOff,
-    /// Discovery removed it; calls in flight finish, no new ones.
-    Removed,
-}
-
-impl EndpointState {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            0 => EndpointState::Connecting,
-            1 => EndpointState::Ready,
-            2 => EndpointState::BackingOff,
-            _ => EndpointState::Removed,
-        }
-    }
-}
 
 /// One backend endpoint and its HTTP/2 connections.
 #[derive(Debug)]
 pub struct EndpointConnection {
     upstream: Arc<str>,
     addr: EndpointAddr,
-    load: LoadTracker,
-    state: AtomicU8,
+    pub(crate) load: LoadTracker,
+    /// Where the endpoint stands and what its driver does next. Changed
+    /// only under this lock, with `conns`; never held across an await.
+    life: Mutex<Lifecycle>,
+    /// `life`'s state, and [`STARTING`] while its first connect attempt is
+    /// under way, for lock-free readers. Written only under `life`'s lock.
+    mirror: AtomicU8,
+    /// The connections that can take calls (as of the driver's last look).
+    /// Replaced only under `life`'s lock; read by calls without it.
     conns: ArcSwap<Vec<Arc<H2Connection>>>,
     /// Wakes the driver: a connection closed or said GOAWAY, all are full,
     /// or the endpoint was removed.
     wake: Arc<Notify>,
-    want_more: AtomicBool,
-    removed: AtomicBool,
-    /// False until the first connect attempt has ended, either way.
-    settled: AtomicBool,
+    /// A call found every connection full: a request to the driver (which
+    /// reports [`Event::AllFull`]), not state. Keeps calls from waking the
+    /// driver more than once per look.
+    full: AtomicBool,
     /// Wakes calls waiting on the upstream.
     waiters: Arc<Waiters>,
+    /// The upstream's endpoint set, whose ready snapshot each change of
+    /// state rebuilds. Weak: the set holds the endpoint.
+    set: Weak<Endpoints>,
+    /// Whether HTTP/1.1 requests should avoid it for a while (`http1.rs`).
+    pub(crate) http1: Http1Backoff,
     /// The keepalive interval of all its connections (off, or doubled by
     /// each "too_many_pings").
     keepalive: KeepaliveInterval,
@@ -117,27 +117,35 @@ impl H2Connection {
     }
 }
 
+/// The bit of [`EndpointConnection::mirror`] that says the first connect
+/// attempt is under way.
+const STARTING: u8 = 0x80;
+
 impl EndpointConnection {
     /// Starts connecting to `addr` at once, in a driver task of its own;
-    /// `waiters` hear of every state change, new connection and freed stream.
+    /// `waiters` hear of every state change, new connection and freed
+    /// stream, and `set`'s ready snapshot is rebuilt on every state change.
     pub(crate) fn spawn(
         upstream: Arc<str>,
         addr: EndpointAddr,
         settings: ConnectionSettings,
         waiters: Arc<Waiters>,
+        set: Weak<Endpoints>,
         refresh: Refresh,
     ) -> Arc<EndpointConnection> {
+        let life = Lifecycle::new(settings.backoff_initial, settings.backoff_max);
         let endpoint = Arc::new(EndpointConnection {
             upstream,
             addr,
             load: LoadTracker::new(settings.ewma_decay),
-            state: AtomicU8::new(EndpointState::Connecting as u8),
+            mirror: AtomicU8::new(mirror_of(&life)),
+            life: Mutex::new(life),
             conns: ArcSwap::from_pointee(Vec::new()),
             wake: Arc::new(Notify::new()),
-            want_more: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-            settled: AtomicBool::new(false),
+            full: AtomicBool::new(false),
             waiters,
+            set,
+            http1: Http1Backoff::new(settings.backoff_initial, settings.backoff_max),
             keepalive: KeepaliveInterval::new(settings.keepalive_interval),
         });
         tokio::spawn(drive(endpoint.clone(), settings, refresh));
@@ -151,20 +159,21 @@ impl EndpointConnection {
 
     /// Whether the first connect attempt is still under way.
     pub fn is_starting(&self) -> bool {
-        !self.settled.load(Ordering::Acquire)
+        self.mirror.load(Ordering::Acquire) & STARTING != 0
     }
 
     /// Where the endpoint stands.
     pub fn state(&self) -> EndpointState {
-        EndpointState::from_u8(self.state.load(Ordering::Relaxed))
+        EndpointState::from_u8(self.mirror.load(Ordering::Acquire) & !STARTING)
     }
 
     /// Stops new calls and reconnects; calls in flight finish, then its
     /// connections close.
     pub fn remove(&self) {
-        self.removed.store(true, Ordering::SeqCst);
-        self.set_state(EndpointState::Removed);
-        self.conns.store(Arc::new(Vec::new()));
+        self.change(|life, conns| {
+            conns.clear();
+            life.on(Event::Removed, Instant::now(), 0.0)
+        });
         self.wake.notify_one();
     }
 
@@ -183,7 +192,7 @@ impl EndpointConnection {
         }
         // Every connection is at the backend's stream limit: ask the driver
         // for another rather than queue the call behind a busy one.
-        if !self.want_more.swap(true, Ordering::AcqRel) {
+        if !self.full.swap(true, Ordering::AcqRel) {
             self.wake.notify_one();
         }
         Lease::Full
@@ -194,45 +203,89 @@ impl EndpointConnection {
         self.conns.load().iter().any(|c| c.is_usable())
     }
 
-    fn set_state(&self, state: EndpointState) {
-        if state != EndpointState::Connecting {
-            self.settled.store(true, Ordering::Release);
-        }
-        let old = self.state.swap(state as u8, Ordering::AcqRel);
-        if old != state as u8 {
-            tracing::debug!(upstream = %self.upstream, endpoint = %self.addr, ?state, "endpoint state");
+    fn lock(&self) -> MutexGuard<'_, Lifecycle> {
+        self.life.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the lifecycle and the connection list together, under the
+    /// lock; then, if the state changed, tells the set and the waiters.
+    /// Returns what the driver does next.
+    fn change(
+        &self,
+        f: impl FnOnce(&mut Lifecycle, &mut Vec<Arc<H2Connection>>) -> Decision,
+    ) -> Decision {
+        let (decision, changed) = {
+            let mut life = self.lock();
+            let before = life.state();
+            let mut conns = Vec::clone(&self.conns.load());
+            let count = conns.len();
+            let decision = f(&mut life, &mut conns);
+            if conns.len() != count {
+                self.conns.store(Arc::new(conns));
+            }
+            self.mirror.store(mirror_of(&life), Ordering::Release);
+            (decision, life.state() != before)
+        };
+        if changed {
+            tracing::debug!(upstream = %self.upstream, endpoint = %self.addr, state = ?self.state(), "endpoint state");
+            if let Some(set) = self.set.upgrade() {
+                set.refresh_ready();
+            }
             self.waiters.changed();
         }
+        decision
     }
 
-    /// Drops connections that closed or said GOAWAY; returns how many remain.
-    fn prune(&self) -> usize {
-        let conns = self.conns.load();
-        if conns.iter().all(|c| c.is_usable()) {
-            return conns.len();
-        }
-        let kept: Vec<_> = conns.iter().filter(|c| c.is_usable()).cloned().collect();
-        let n = kept.len();
-        self.conns.store(Arc::new(kept));
-        n
+    /// Applies one event.
+    fn apply(&self, event: Event) -> Decision {
+        self.change(|life, _| life.on(event, Instant::now(), fastrand::f64()))
     }
 
-    fn all_full(&self) -> bool {
-        self.conns.load().iter().all(|c| !c.has_free_stream())
-    }
-
-    fn add(&self, conn: Arc<H2Connection>) {
-        let mut conns = Vec::clone(&self.conns.load());
-        conns.push(conn);
-        self.conns.store(Arc::new(conns));
-        // A removal that raced with the connect must not leave the new
-        // connection in the list: it would keep the endpoint (and its
-        // socket) alive forever. `remove` sets the flag before it clears.
-        if self.removed.load(Ordering::SeqCst) {
-            self.conns.store(Arc::new(Vec::new()));
-        }
+    /// A connect attempt gave `conn`: it joins the list, unless the
+    /// endpoint was removed meanwhile (then it is dropped, and closes).
+    fn connected(&self, conn: Arc<H2Connection>) -> Decision {
+        let decision = self.change(|life, conns| {
+            if life.state() != EndpointState::Removed {
+                conns.push(conn);
+            }
+            life.on(Event::ConnectOk, Instant::now(), 0.0)
+        });
+        // A waiting call may take a stream on it, even if the state
+        // (Ready) did not change.
         self.waiters.changed();
+        decision
     }
+
+    /// Looks at the connections: drops those that closed or said GOAWAY,
+    /// notes whether every one is full, and tells the lifecycle. Returns
+    /// what the driver does next.
+    fn observe(&self) -> Decision {
+        let full = self.full.swap(false, Ordering::AcqRel);
+        self.change(|life, conns| {
+            let now = Instant::now();
+            let before = conns.len();
+            let goaway = conns.iter().any(|c| c.goaway.received());
+            conns.retain(|c| c.is_usable());
+            let remaining = conns.len();
+            if remaining < before {
+                let event = match goaway {
+                    true => Event::Goaway { remaining },
+                    false => Event::ConnectionLost { remaining },
+                };
+                life.on(event, now, 0.0);
+            }
+            if full && !conns.is_empty() && conns.iter().all(|c| !c.has_free_stream()) {
+                life.on(Event::AllFull, now, 0.0);
+            }
+            life.decision()
+        })
+    }
+}
+
+/// The mirror byte of a lifecycle.
+fn mirror_of(life: &Lifecycle) -> u8 {
+    let starting = if life.is_starting() { STARTING } else { 0 };
+    life.state().to_u8() | starting
 }
 
 impl Keyed for EndpointConnection {
@@ -245,8 +298,7 @@ impl Load for EndpointConnection {
     /// Ready, and a usable connection exists right now: a connection that
     /// said GOAWAY or closed counts at once, before the driver has run.
     fn is_ready(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == EndpointState::Ready as u8
-            && self.has_usable_connection()
+        self.state() == EndpointState::Ready && self.has_usable_connection()
     }
     fn in_flight(&self) -> u64 {
         self.load.in_flight()
@@ -267,57 +319,68 @@ pub enum Lease {
     Unusable,
 }
 
-/// The endpoint's driver: keeps it connected until it is removed.
+/// The endpoint's driver: a thin I/O loop that does what the lifecycle
+/// decides (connect, wait, back off) and reports what happened, until the
+/// endpoint is removed.
 async fn drive(endpoint: Arc<EndpointConnection>, settings: ConnectionSettings, refresh: Refresh) {
-    let mut backoff = Backoff::new(settings.backoff_initial, settings.backoff_max);
-    while !endpoint.removed.load(Ordering::Acquire) {
-        let usable = endpoint.prune();
-        let want_more = endpoint.want_more.swap(false, Ordering::AcqRel) && endpoint.all_full();
-        if usable > 0 && !want_more {
-            endpoint.set_state(EndpointState::Ready);
-            endpoint.wake.notified().await;
-            continue;
-        }
-        if usable == 0 {
-            endpoint.set_state(EndpointState::Connecting);
-        }
-        match connect(&endpoint, &settings).await {
-            Ok(conn) => {
-                backoff.reset();
-                if endpoint.removed.load(Ordering::Acquire) {
-                    break;
-                }
-                endpoint.add(conn);
-                endpoint.set_state(EndpointState::Ready);
-                tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connected");
+    let mut decision = endpoint.lock().decision();
+    loop {
+        decision = match decision {
+            Decision::Stop => break,
+            Decision::Wait => {
+                endpoint.wake.notified().await;
+                endpoint.observe()
             }
-            Err(reason) => {
-                // A refused or failed connect is the first sign that a pod
-                // moved: DNS discovery looks again now, not at its next tick.
-                refresh.request();
-                let delay = backoff.next_delay();
-                tracing::warn!(
-                    upstream = %endpoint.upstream, endpoint = %endpoint.addr,
-                    retry_in = ?delay, "cannot connect: {reason}"
-                );
-                if endpoint.prune() == 0 {
-                    endpoint.set_state(EndpointState::BackingOff);
-                }
+            Decision::SleepUntil(until) => {
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = wait_removed(&endpoint) => {}
+                    () = tokio::time::sleep_until(until) => {
+                        endpoint.apply(Event::BackoffOver);
+                    }
+                    () = endpoint.wake.notified() => {}
                 }
+                endpoint.observe()
             }
-        }
+            Decision::Connect => {
+                let attempt = tokio::select! {
+                    attempt = connect(&endpoint, &settings) => Some(attempt),
+                    () = wait_removed(&endpoint) => None,
+                };
+                match attempt {
+                    Some(Ok(conn)) => {
+                        endpoint.connected(conn);
+                        tracing::info!(upstream = %endpoint.upstream, endpoint = %endpoint.addr, "connected");
+                    }
+                    Some(Err(reason)) => {
+                        // A refused or failed connect is the first sign that
+                        // a pod moved: DNS discovery looks again now, not at
+                        // its next tick.
+                        refresh.request();
+                        let next = endpoint.apply(Event::ConnectFailed);
+                        let retry_in = match next {
+                            Decision::SleepUntil(until) => {
+                                until.saturating_duration_since(Instant::now())
+                            }
+                            _ => Duration::ZERO,
+                        };
+                        tracing::warn!(
+                            upstream = %endpoint.upstream, endpoint = %endpoint.addr,
+                            ?retry_in, "cannot connect: {reason}"
+                        );
+                    }
+                    None => {}
+                }
+                // Connections may have closed while this one opened.
+                endpoint.observe()
+            }
+        };
     }
-    endpoint.set_state(EndpointState::Removed);
 }
 
 async fn wait_removed(endpoint: &EndpointConnection) {
-    while !endpoint.removed.load(Ordering::Acquire) {
+    while endpoint.state() != EndpointState::Removed {
         endpoint.wake.notified().await;
     }
-    // Leave the wake-up for the driver loop's own check.
+    // Leave the wake-up for the driver loop's own look.
     endpoint.wake.notify_one();
 }
 
@@ -402,7 +465,7 @@ async fn run_connection(
     drop(connection);
     let (upstream, addr) = (&endpoint.upstream, endpoint.addr);
     match ended {
-        Ok(Err(err)) if !endpoint.removed.load(Ordering::Acquire) => {
+        Ok(Err(err)) if endpoint.state() != EndpointState::Removed => {
             tracing::info!(upstream = %upstream, endpoint = %addr, "connection lost: {err}");
         }
         Ok(_) => {}
@@ -452,7 +515,7 @@ pub struct CallLease {
 }
 
 /// The epoch of the latency estimates.
-fn since_epoch(now: Instant) -> Duration {
+pub(crate) fn since_epoch(now: Instant) -> Duration {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     now.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
 }

@@ -2,11 +2,11 @@
 //!
 //! ```text
 //!  Target ─► discovery (UpdateStream) ─► EndpointSet<EndpointConnection> ─► Policy::pick
-//!                                                 │                             │
+//!                                                 │                   (from the ready snapshot)
 //!                                    one driver task per endpoint          CallLease
-//!                                 (connect ─► Ready ⇄ BackingOff,      (an HTTP/2 connection
-//!                                  GOAWAY ─► drain, more conns when      with a free stream)
-//!                                  SETTINGS_MAX_CONCURRENT_STREAMS)
+//!                              over a pure Lifecycle (Connecting ─►    (an HTTP/2 connection
+//!                              Ready ⇄ Draining/BackingOff ─► Removed)   with a free stream),
+//!                                                                       or Http1Lease
 //! ```
 //!
 //! This crate owns the HTTP/2 connections to backends and the glue from
@@ -23,6 +23,7 @@ mod error;
 pub mod framing;
 mod goaway;
 pub mod headers;
+mod http1;
 mod keepalive;
 pub mod pipe;
 mod reset_pacer;
@@ -34,6 +35,7 @@ mod waiters;
 pub use backoff::Backoff;
 pub use endpoint::{CallLease, EndpointConnection, EndpointState, Lease, SendError};
 pub use error::Error;
+pub use http1::Http1Lease;
 pub use settings::ConnectionSettings;
 pub use status::CallFailure;
 pub use upstream::Upstream;

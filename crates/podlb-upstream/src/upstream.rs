@@ -4,26 +4,33 @@
 //! ```text
 //!  Discovery (Resolution) ─► task: routable() ─► EndpointSet::apply ─► new endpoints
 //!                                                 spawn their driver, removed ones drain
-//!  call ─► Upstream::lease ─► snapshot ─► Policy::pick ─► EndpointConnection::lease
+//!  call ─► Upstream::lease ─► ready snapshot ─► Policy::pick ─► EndpointConnection::lease
 //!              │ none ready while starting, or every stream taken
 //!              ▼
 //!          Upstream::lease_waiting (until a change, bounded)
+//!
+//!  HTTP/1.1 request ─► Upstream::lease_http1 ─► Http1Lease (see http1.rs)
 //! ```
+//!
+//! The ready snapshot is rebuilt by each endpoint whenever its state
+//! changes; a pick from it that turns out stale (a connection closed since)
+//! is retried once, then every endpoint is looked at.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use podlb_balance::{EndpointSet, Keyed, Load, PolicyChoice, PolicyKind, PolicySet};
-use podlb_core::{EndpointAddr, Target, Update};
+use podlb_core::{Target, Update};
 use podlb_discovery::{Discovery, Resolution};
 use tokio::task::JoinHandle;
 
 use crate::endpoint::Lease;
 use crate::waiters::{Waiters, deadline_after};
-use crate::{CallLease, ConnectionSettings, EndpointConnection, Error};
+use crate::{CallLease, ConnectionSettings, EndpointConnection, Error, Http1Lease};
 
-type Endpoints = EndpointSet<Arc<EndpointConnection>>;
+/// The endpoint set of an upstream.
+pub(crate) type Endpoints = EndpointSet<Arc<EndpointConnection>>;
 type Policies = PolicySet<Arc<EndpointConnection>>;
 
 /// A named set of endpoints that calls are balanced over.
@@ -45,7 +52,7 @@ pub struct Upstream {
 }
 
 /// How many policy picks a call makes before it looks at every endpoint: a
-/// pick can race with a connection closing.
+/// pick can race with a connection closing or filling up.
 const PICK_ATTEMPTS: usize = 2;
 
 impl Upstream {
@@ -125,28 +132,32 @@ impl Upstream {
     /// Picks an endpoint by the policy and leases a stream on one of its
     /// connections, without waiting.
     pub fn lease(&self) -> Result<CallLease, Error> {
-        let snapshot = self.endpoints.snapshot();
         let mut saturated = false;
-        for _ in 0..PICK_ATTEMPTS {
-            let Some(endpoint) = self.policies.pick(&snapshot) else {
-                break;
-            };
+        {
+            let ready = self.endpoints.ready();
+            for _ in 0..PICK_ATTEMPTS {
+                let Some(endpoint) = self.policies.pick(&ready) else {
+                    break;
+                };
+                match endpoint.lease() {
+                    Lease::Leased(lease) => return Ok(lease),
+                    Lease::Full => saturated = true,
+                    Lease::Unusable => {}
+                }
+            }
+        }
+        // The picks raced with connections closing or filling up (or the
+        // ready snapshot has not caught up yet): take any endpoint that can
+        // take the call.
+        let all = self.endpoints.snapshot();
+        for endpoint in all.iter().filter(|e| e.is_ready()) {
             match endpoint.lease() {
                 Lease::Leased(lease) => return Ok(lease),
                 Lease::Full => saturated = true,
                 Lease::Unusable => {}
             }
         }
-        // The picks raced with connections closing or filling up: take any
-        // endpoint that can take the call.
-        for endpoint in snapshot.iter().filter(|e| e.is_ready()) {
-            match endpoint.lease() {
-                Lease::Leased(lease) => return Ok(lease),
-                Lease::Full => saturated = true,
-                Lease::Unusable => {}
-            }
-        }
-        Err(self.no_lease(snapshot.len(), saturated))
+        Err(self.no_lease(all.len(), saturated))
     }
 
     /// [`Upstream::lease`], but a call that finds every stream taken waits
@@ -211,19 +222,33 @@ impl Upstream {
         waited.unwrap_or(Err(last))
     }
 
-    /// The endpoint for a call that does not ride the HTTP/2 connections
-    /// (HTTP/1.1): the policy's pick among ready endpoints or, when none is
-    /// ready, any known endpoint, since a backend may speak only HTTP/1.1
-    /// and so never become ready for HTTP/2.
-    pub fn pick_addr(&self) -> Result<EndpointAddr, Error> {
-        let snapshot = self.endpoints.snapshot();
-        if let Some(endpoint) = self.policies.pick(&snapshot) {
-            return Ok(endpoint.addr());
+    /// A lease for one HTTP/1.1 request, which rides hyper's pool rather
+    /// than the endpoint's HTTP/2 connections but counts as in flight on
+    /// the endpoint like a call. The endpoint is the policy's pick among
+    /// the ready endpoints; when none is ready (a backend that speaks only
+    /// HTTP/1.1 never becomes ready for HTTP/2), the policy's pick among
+    /// every known endpoint, passing over one that is backing off after a
+    /// failed HTTP/1.1 connect when another is not.
+    pub fn lease_http1(&self) -> Result<Http1Lease, Error> {
+        if let Some(endpoint) = self.policies.pick(&self.endpoints.ready()) {
+            return Ok(Http1Lease::new(endpoint.clone()));
         }
-        match snapshot.len() {
-            0 => Err(self.no_lease(0, false)),
-            n => Ok(snapshot[fastrand::usize(..n)].addr()),
+        let all = self.endpoints.snapshot();
+        let Some(picked) = self.policies.pick(&all) else {
+            return Err(self.no_lease(0, false));
+        };
+        let now = tokio::time::Instant::now();
+        if !picked.http1.is_backing_off(now) {
+            return Ok(Http1Lease::new(picked.clone()));
         }
+        // From a random place, so the next one is not always the same
+        // neighbour.
+        let start = fastrand::usize(..all.len());
+        let endpoint = (0..all.len())
+            .map(|i| &all[(start + i) % all.len()])
+            .find(|e| !e.http1.is_backing_off(now))
+            .unwrap_or(picked);
+        Ok(Http1Lease::new(endpoint.clone()))
     }
 
     fn no_lease(&self, endpoints: usize, saturated: bool) -> Error {
@@ -279,6 +304,7 @@ async fn follow_discovery(
                 ep.addr,
                 settings.clone(),
                 waiters.clone(),
+                Arc::downgrade(&endpoints),
                 discovery.refresh().clone(),
             )
         });
@@ -336,7 +362,7 @@ impl PolicyFollower {
 /// The seam between discovery and balancing: the routable endpoints of a
 /// resolution become the set calls pick from. Before discovery's first
 /// answer nothing changes. Returns the handles that left, to drain.
-fn apply_resolution<E: Keyed + Clone>(
+fn apply_resolution<E: Keyed + Load + Clone>(
     endpoints: &EndpointSet<E>,
     resolution: &Resolution,
     make: impl FnMut(&podlb_core::Endpoint) -> E,
@@ -353,7 +379,7 @@ mod tests {
     use std::time::Duration;
 
     use futures_util::{StreamExt, stream};
-    use podlb_core::{Endpoint, EndpointState};
+    use podlb_core::{Endpoint, EndpointAddr, EndpointState};
     use podlb_discovery::{Discovery, Error as DiscoveryError, Refresh};
 
     use super::*;
@@ -363,6 +389,17 @@ mod tests {
     impl Keyed for Handle {
         fn addr(&self) -> EndpointAddr {
             self.0
+        }
+    }
+    impl Load for Handle {
+        fn is_ready(&self) -> bool {
+            true
+        }
+        fn in_flight(&self) -> u64 {
+            0
+        }
+        fn ewma_cost(&self) -> f64 {
+            0.0
         }
     }
 

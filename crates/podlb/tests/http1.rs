@@ -16,6 +16,9 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -186,4 +189,100 @@ async fn grpc_and_http1_are_served_on_the_same_port() {
     // The gRPC connection is still good after HTTP/1.1 used the port.
     let reply = client.unary(EchoRequest::default()).await.unwrap();
     assert_eq!(reply.into_inner().backend, "g1");
+}
+
+/// A plain HTTP/1.1 server whose `GET /slow` answers only once `release`
+/// says true; `held` counts the requests it is holding.
+async fn start_slow_h1_backend(
+    held: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Receiver<bool>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (held, release) = (held.clone(), release.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (held, mut release) = (held.clone(), release.clone());
+                    async move {
+                        if req.uri().path() == "/slow" {
+                            held.fetch_add(1, Ordering::SeqCst);
+                            let _ = release.wait_for(|go| *go).await;
+                        }
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from("slow"))))
+                    }
+                });
+                // The proxy's HTTP/2 connect attempts end here too: this
+                // backend speaks HTTP/1.1 only.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http1_requests_count_in_flight_so_least_request_spreads_them() {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let held = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let backends = [
+        start_slow_h1_backend(held[0].clone(), released.clone()).await,
+        start_slow_h1_backend(held[1].clone(), released).await,
+    ];
+    let proxy = TestProxy::start_config(support::config(&backends, PolicyKind::LeastRequest)).await;
+    // Neither becomes ready (no HTTP/2): HTTP/1.1 picks among those known.
+    proxy.wait_until(|eps| eps.len() == 2).await;
+
+    const REQUESTS: usize = 20;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("http://{}/slow", proxy.addr));
+            tokio::spawn(async move {
+                let response = client.get(url.parse().unwrap()).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.into_body().collect().await.unwrap().to_bytes()
+            })
+        })
+        .collect();
+    let holding = || {
+        held.iter()
+            .map(|h| h.load(Ordering::SeqCst))
+            .collect::<Vec<_>>()
+    };
+    while holding().iter().sum::<usize>() < REQUESTS {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    // Every request held by a backend counts in flight on its endpoint.
+    let in_flight = |addr: SocketAddr| {
+        proxy
+            .handle
+            .endpoints()
+            .iter()
+            .find(|e| e.addr.socket_addr() == addr)
+            .map(|e| e.in_flight)
+            .unwrap()
+    };
+    let holding = holding();
+    for (backend, held) in backends.iter().zip(&holding) {
+        assert_eq!(in_flight(*backend), *held as u64, "{holding:?}");
+    }
+    // Counted, least_request keeps the two level.
+    assert!(holding[0].abs_diff(holding[1]) <= 1, "{holding:?}");
+
+    release.send(true).unwrap();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), "slow");
+    }
+    // Each request stops counting once its response is through.
+    proxy
+        .wait_until(|eps| eps.iter().all(|e| e.in_flight == 0))
+        .await;
 }

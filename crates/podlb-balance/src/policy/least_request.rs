@@ -9,7 +9,7 @@ use crate::Load;
 pub struct LeastRequest;
 
 impl<E: Load> Policy<E> for LeastRequest {
-    fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E> {
-        p2c(endpoints, |e| e.in_flight() as f64)
+    fn pick<'a>(&self, ready: &'a [E]) -> Option<&'a E> {
+        p2c(ready, |e| e.in_flight() as f64)
     }
 }

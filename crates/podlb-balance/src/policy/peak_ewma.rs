@@ -9,7 +9,7 @@ use crate::Load;
 pub struct PeakEwma;
 
 impl<E: Load> Policy<E> for PeakEwma {
-    fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E> {
-        p2c(endpoints, |e| e.ewma_cost())
+    fn pick<'a>(&self, ready: &'a [E]) -> Option<&'a E> {
+        p2c(ready, |e| e.ewma_cost())
     }
 }

@@ -1,17 +1,17 @@
 //! `random`: a ready endpoint chosen uniformly.
 
-use super::{Policy, first_ready_from};
+use super::Policy;
 use crate::Load;
 
-/// Picks uniformly among endpoints (the next ready one when the draw is not).
+/// Picks uniformly among the ready endpoints.
 #[derive(Debug, Default)]
 pub struct Random;
 
 impl<E: Load> Policy<E> for Random {
-    fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E> {
-        if endpoints.is_empty() {
+    fn pick<'a>(&self, ready: &'a [E]) -> Option<&'a E> {
+        if ready.is_empty() {
             return None;
         }
-        first_ready_from(endpoints, fastrand::usize(..endpoints.len()))
+        ready.get(fastrand::usize(..ready.len()))
     }
 }

@@ -2,21 +2,21 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Policy, first_ready_from};
+use super::Policy;
 use crate::Load;
 
-/// Hands calls to ready endpoints in turn, skipping those not ready.
+/// Hands calls to the ready endpoints in turn.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
     next: AtomicUsize,
 }
 
 impl<E: Load> Policy<E> for RoundRobin {
-    fn pick<'a>(&self, endpoints: &'a [E]) -> Option<&'a E> {
-        if endpoints.is_empty() {
+    fn pick<'a>(&self, ready: &'a [E]) -> Option<&'a E> {
+        if ready.is_empty() {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
-        first_ready_from(endpoints, start)
+        let at = self.next.fetch_add(1, Ordering::Relaxed) % ready.len();
+        ready.get(at)
     }
 }

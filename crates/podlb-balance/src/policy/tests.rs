@@ -1,27 +1,27 @@
-use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use podlb_core::Update;
 
 use super::*;
+use crate::EndpointSet;
 
+/// A ready endpoint with a fixed load.
 #[derive(Debug)]
 struct Fake {
-    ready: Cell<bool>,
     in_flight: u64,
     cost: f64,
 }
 
 impl Fake {
     fn ready(in_flight: u64, cost: f64) -> Self {
-        Fake {
-            ready: Cell::new(true),
-            in_flight,
-            cost,
-        }
+        Fake { in_flight, cost }
     }
 }
 
 impl Load for Fake {
     fn is_ready(&self) -> bool {
-        self.ready.get()
+        true
     }
     fn in_flight(&self) -> u64 {
         self.in_flight
@@ -41,19 +41,136 @@ fn counts(policy: &dyn Policy<Fake>, eps: &[Fake], n: usize) -> Vec<usize> {
     counts
 }
 
+/// An endpoint of a set, ready or connecting.
+#[derive(Debug)]
+struct Member {
+    addr: podlb_core::EndpointAddr,
+    ready: AtomicBool,
+    in_flight: AtomicU64,
+}
+
+impl Load for Member {
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+    fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    fn ewma_cost(&self) -> f64 {
+        1.0
+    }
+}
+
+impl crate::Keyed for Member {
+    fn addr(&self) -> podlb_core::EndpointAddr {
+        self.addr
+    }
+}
+
+/// A set of eight endpoints in address order, `ready` of them ready: in
+/// the layout of a scale-up, where the new pods sort between old ones.
+fn scale_up(ready: &[u8]) -> (EndpointSet<Arc<Member>>, Vec<Arc<Member>>) {
+    let members: Vec<Arc<Member>> = (1..=8u8)
+        .map(|last| {
+            Arc::new(Member {
+                addr: format!("10.0.0.{last}:80").parse().unwrap(),
+                ready: AtomicBool::new(ready.contains(&last)),
+                in_flight: AtomicU64::new(0),
+            })
+        })
+        .collect();
+    let set = EndpointSet::new();
+    let by_addr = members.clone();
+    let endpoints = members
+        .iter()
+        .map(|m| podlb_core::Endpoint::new(m.addr))
+        .collect();
+    set.apply(Update::Reset(endpoints), |e| {
+        by_addr.iter().find(|m| m.addr == e.addr).unwrap().clone()
+    });
+    (set, members)
+}
+
+/// How many of `n` picks from the set's ready snapshot each member got.
+fn picks_per_member(
+    policy: &dyn Policy<Arc<Member>>,
+    set: &EndpointSet<Arc<Member>>,
+    members: &[Arc<Member>],
+    n: usize,
+) -> Vec<usize> {
+    let mut counts = vec![0; members.len()];
+    for _ in 0..n {
+        let ready = set.ready();
+        let picked = policy.pick(&ready).expect("a ready endpoint");
+        let idx = members.iter().position(|m| Arc::ptr_eq(m, picked)).unwrap();
+        counts[idx] += 1;
+    }
+    counts
+}
+
 #[test]
-fn never_picks_an_endpoint_that_is_not_ready() {
+fn three_ready_endpoints_share_evenly_while_five_are_connecting() {
+    // Connecting pods sit before each ready one and in a block of four: a
+    // policy that fell through to "the next ready one" would hand 10.0.0.6
+    // the block's share.
+    let ready = [2, 6, 8];
     for kind in PolicyKind::ALL {
-        let policy = kind.build::<Fake>();
-        let eps: Vec<Fake> = (0..5).map(|_| Fake::ready(0, 1.0)).collect();
-        for e in &eps[..4] {
-            e.ready.set(false);
+        let policy = kind.build::<Arc<Member>>();
+        let (set, members) = scale_up(&ready);
+        let n = 30_000;
+        let counts = picks_per_member(policy.as_ref(), &set, &members, n);
+        for (member, &count) in members.iter().zip(&counts) {
+            let last = member.addr.socket_addr().ip().to_string();
+            if member.is_ready() {
+                let third = n / 3;
+                assert!(
+                    count.abs_diff(third) <= third / 10,
+                    "{kind}: {last} got {count} of {n}, not a third ±10%: {counts:?}"
+                );
+            } else {
+                assert_eq!(count, 0, "{kind}: {last} is connecting: {counts:?}");
+            }
         }
-        let c = counts(policy.as_ref(), &eps, 1000);
-        assert_eq!(c, [0, 0, 0, 0, 1000], "{kind}");
-        eps[4].ready.set(false);
-        assert!(policy.pick(&eps).is_none(), "{kind}");
+    }
+}
+
+#[test]
+fn least_request_spreads_calls_that_stay_in_flight_over_the_ready_endpoints() {
+    // Calls that do not end: least_request must count them and keep the
+    // ready endpoints level, and give the connecting ones nothing.
+    let (set, members) = scale_up(&[2, 6, 8]);
+    let policy = LeastRequest;
+    for _ in 0..300 {
+        let ready = set.ready();
+        let picked = policy.pick(&ready).unwrap();
+        picked.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+    let in_flight: Vec<u64> = members.iter().map(|m| m.in_flight()).collect();
+    assert_eq!(in_flight.iter().sum::<u64>(), 300);
+    for (m, &n) in members.iter().zip(&in_flight) {
+        if m.is_ready() {
+            assert!((90..=110).contains(&n), "{in_flight:?}");
+        } else {
+            assert_eq!(n, 0, "{in_flight:?}");
+        }
+    }
+}
+
+#[test]
+fn a_policy_picks_only_from_the_ready_snapshot_and_none_from_an_empty_one() {
+    for kind in PolicyKind::ALL {
+        let policy = kind.build::<Arc<Member>>();
+        let (set, members) = scale_up(&[5]);
+        let counts = picks_per_member(policy.as_ref(), &set, &members, 1000);
+        assert_eq!(counts, [0, 0, 0, 0, 1000, 0, 0, 0], "{kind}");
+        members[4].ready.store(false, Ordering::Relaxed);
+        set.refresh_ready();
+        assert!(policy.pick(&set.ready()).is_none(), "{kind}");
         assert!(policy.pick(&[]).is_none(), "{kind}");
+        members[0].ready.store(true, Ordering::Relaxed);
+        set.refresh_ready();
+        let counts = picks_per_member(policy.as_ref(), &set, &members, 100);
+        assert_eq!(counts, [100, 0, 0, 0, 0, 0, 0, 0], "{kind}");
     }
 }
 
