@@ -117,7 +117,7 @@ async fn calls_follow_the_records_and_fail_naming_the_target_once_the_name_is_go
     assert_eq!(counts, tally(["pod-13"; CALLS]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_for_ready_call_waits_for_a_missing_name_to_appear() {
     let dns = DnsServer::start(1);
     let (pods, port) = start_pods(1).await;
@@ -139,9 +139,9 @@ async fn a_wait_for_ready_call_waits_for_a_missing_name_to_appear() {
                 .map(|r| r.map(|reply| reply.into_inner().backend))
         }
     });
-    // The scenario's delay, not a wait for a state: the name appears
-    // while the call waits.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Discovery asks again a second after each answer: a second query
+    // means the channel has had the first NXDOMAIN, and the call waits on.
+    tokio::task::block_in_place(|| dns.wait_for_a_queries(NAME, 2));
     assert!(
         !waiting.is_finished(),
         "the wait-for-ready call ended while the name was missing: {:?}",

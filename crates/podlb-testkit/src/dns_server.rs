@@ -204,6 +204,33 @@ impl DnsServer {
         self.settle(name, None);
     }
 
+    /// How many A queries for exactly `name` the server has logged so far
+    /// (those of [`DnsServer::set`] and [`DnsServer::remove`] included).
+    pub fn a_queries_for(&self, name: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default();
+        let asked = format!("query[A] {name} from ");
+        log.lines().filter(|line| line.contains(&asked)).count()
+    }
+
+    /// Waits until the server has logged at least `n` A queries for
+    /// `name`: e.g. until a client has asked twice, so it has had (and acted
+    /// on) the first answer before asking again.
+    ///
+    /// # Panics
+    /// When it has not within 10 s.
+    pub fn wait_for_a_queries(&self, name: &str, n: usize) {
+        let deadline = Instant::now() + SETTLE;
+        while self.a_queries_for(name) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the test DNS server had {} A queries for {name}, not {n}, within {SETTLE:?}\n{}",
+                self.a_queries_for(name),
+                read_log(&self.dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the process (SIGSTOP): it answers nothing, and queries time
     /// out, as with a server that hangs or a network that drops packets.
     pub fn pause(&self) {
