@@ -58,6 +58,7 @@ fi
 # A real Kubernetes control plane (etcd + kube-apiserver 1.20 + the endpoint
 # controllers) shared by the discovery tests; see scripts/kube-test-cluster.sh.
 # The first run on a machine builds it (several minutes); later runs reuse it.
+# Its `install` also installs dnsmasq (dnsmasq-base), the DNS tests' server.
 KUBE_SCRIPT="$REPO/scripts/kube-test-cluster.sh"
 KUBE_DIR="$REPO/target/kube-test"
 kube_cluster() {
@@ -88,7 +89,7 @@ else
 
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 !!  WARNING: no Kubernetes test cluster (see the errors above).
-!!  The tests that need a real API server will be SKIPPED.
+!!  The tests that need a real API server (and dnsmasq) will FAIL.
 !!  Fix it with: bash scripts/kube-test-cluster.sh install
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 

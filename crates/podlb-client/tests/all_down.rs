@@ -5,9 +5,14 @@
 //! passes, and a call made while every server is down succeeds once one
 //! comes back.
 //!
-//! "At once" is bounded by a 20 s timeout that only a hanging call
-//! reaches; the only time measured is a lower bound (the wait-for-ready
-//! call really waited).
+//! Time is tokio's paused clock from the moment the servers are gone
+//! (`tokio::time::pause`): it moves only when every task waits, and then
+//! straight to the next timer. So "at once" is checkable exactly: a call
+//! that fails at once ends with the clock not moved at all, while one that
+//! waited for anything with a timer (a backoff, a connect timeout, its
+//! deadline) moved it by that timer. The bound on a hang is virtual too:
+//! a hung call fails the test at once, not after a wall-clock wait. Nothing
+//! here measures the wall clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fault_support;
@@ -15,17 +20,25 @@ mod fault_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fault_support::{assert_unavailable_naming, small, wait_for_endpoints, wait_none_ready};
+use fault_support::{
+    PATIENCE, assert_unavailable_naming, small, wait_for_endpoints, wait_none_ready,
+};
 use podlb_client::{Channel, PolicyKind};
 use podlb_testkit::{TestBackend, TestServiceClient};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
-/// Longer than any fail-fast answer takes by far.
-const HANG: Duration = Duration::from_secs(20);
+/// Longer than any call here may take, on the paused clock: a call still
+/// running when it passes hung.
+const HANG: Duration = Duration::from_secs(3600);
 
 /// The deadline of the wait-for-ready call that must wait for it.
 const DEADLINE: Duration = Duration::from_millis(1500);
+
+/// The connect timeout of the channels here (the default): a fail-fast
+/// call made while the channel's first connect attempts are under way waits
+/// for them, at most this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn target_of(addrs: &[SocketAddr]) -> String {
     let list: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
@@ -60,7 +73,8 @@ async fn kill_both(backends: [TestBackend; 2], channel: &Channel) {
 }
 
 /// One small call with `deadline` (none: no grpc-timeout at all), bounded
-/// by [`HANG`]; how it ended and how long it took.
+/// by [`HANG`]; how it ended and how long it took, on tokio's clock (the
+/// paused one, where a test paused it).
 async fn call(
     client: &mut TestServiceClient<Channel>,
     deadline: Option<Duration>,
@@ -81,12 +95,19 @@ async fn fail_fast_calls_fail_at_once_naming_the_target_once_every_server_died()
     let (backends, channel, target) = two_connected(false).await;
     let mut client = TestServiceClient::new(channel.clone());
     kill_both(backends, &channel).await;
+    tokio::time::pause();
 
-    // No deadline: a call that waited for a server would wait forever.
+    // No deadline: a call that waited for a server would wait until HANG.
     for _ in 0..5 {
-        let (result, _) = call(&mut client, None).await;
+        let (result, took) = call(&mut client, None).await;
         let status = result.expect_err("no server is up");
         assert_unavailable_naming(&status, &[&target]);
+        assert_eq!(
+            took,
+            Duration::ZERO,
+            "a fail-fast call waited on a timer (a backoff, a connect attempt) \
+             before failing: {status:?}"
+        );
     }
 }
 
@@ -101,15 +122,34 @@ async fn fail_fast_calls_fail_at_once_when_no_server_ever_answered() {
     for b in backends {
         b.kill().await;
     }
+    tokio::time::pause();
     let target = target_of(&addrs);
     let channel = Channel::from_target(&target).unwrap();
-    let mut client = TestServiceClient::new(channel);
+    let mut client = TestServiceClient::new(channel.clone());
 
-    // The first call waits for the first connect attempts (refused at
-    // once), then fails.
-    let (result, _) = call(&mut client, None).await;
+    // The first call waits for the channel's first connect attempts
+    // (refused), at most the connect timeout, then fails: with a deadline
+    // far beyond it, a call that waited for a server would end
+    // DEADLINE_EXCEEDED at the deadline instead.
+    let (result, took) = call(&mut client, Some(HANG / 2)).await;
     let status = result.expect_err("nothing listens");
     assert_unavailable_naming(&status, &[&target]);
+    assert!(
+        took <= CONNECT_TIMEOUT,
+        "the first fail-fast call waited {took:?}, beyond the first connect attempts: {status:?}"
+    );
+    // Every address has been tried now, and the next calls fail at once.
+    for _ in 0..3 {
+        let (result, took) = call(&mut client, None).await;
+        let status = result.expect_err("nothing listens");
+        assert_unavailable_naming(&status, &[&target]);
+        assert_eq!(
+            took,
+            Duration::ZERO,
+            "a fail-fast call waited on a timer before failing: {status:?} (endpoints: {:?})",
+            fault_support::endpoint_states(&channel)
+        );
+    }
 }
 
 #[tokio::test]
@@ -118,6 +158,7 @@ async fn a_wait_for_ready_call_waits_for_its_deadline_while_every_server_is_down
     let stats = [backends[0].stats(), backends[1].stats()];
     let mut client = TestServiceClient::new(channel.clone());
     kill_both(backends, &channel).await;
+    tokio::time::pause();
 
     let (result, took) = call(&mut client, Some(DEADLINE)).await;
     let status = result.expect_err("no server is up");
@@ -128,9 +169,10 @@ async fn a_wait_for_ready_call_waits_for_its_deadline_while_every_server_is_down
         matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable),
         "{status:?}"
     );
-    // A lower bound only: a fail-fast answer takes milliseconds.
+    // On the paused clock this is exact: the call ended on its deadline's
+    // timer, not before.
     assert!(
-        took >= Duration::from_secs(1),
+        took >= DEADLINE,
         "a wait-for-ready call should wait for its {DEADLINE:?} deadline, \
          it ended after {took:?}: {status:?}"
     );
@@ -151,6 +193,7 @@ async fn a_wait_for_ready_call_whose_deadline_passes_ends_deadline_exceeded() {
     let (backends, channel, _target) = two_connected(true).await;
     let mut client = TestServiceClient::new(channel.clone());
     kill_both(backends, &channel).await;
+    tokio::time::pause();
 
     let (result, _) = call(&mut client, Some(DEADLINE)).await;
     let status = result.expect_err("no server is up");
@@ -164,18 +207,24 @@ async fn a_wait_for_ready_call_made_while_every_server_is_down_succeeds_once_one
     let client = TestServiceClient::new(channel.clone());
     kill_both(backends, &channel).await;
 
+    tokio::time::pause();
     let waiting = tokio::spawn({
         let mut client = client.clone();
-        async move { call(&mut client, Some(Duration::from_secs(15))).await }
+        async move { call(&mut client, Some(PATIENCE)).await }
     });
-    // The scenario's delay, not a wait for a state: the server comes back
-    // while the call waits.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Longer than the channel's first backoffs, on the paused clock: the
+    // call has waited through several refused reconnects, which a
+    // fail-fast call would not have.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         !waiting.is_finished(),
         "the wait-for-ready call ended while every server was down: {:?}",
         waiting.await
     );
+    // The server comes back on the real clock: a connect and handshake are
+    // real I/O, which the paused clock would race with its timers. The
+    // call's deadline (PATIENCE, far beyond a reconnect) bounds the wait.
+    tokio::time::resume();
     let back = TestBackend::start_at("b1-again", addr)
         .await
         .expect("rebind the killed server's address");

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fault_support::{PATIENCE, small, static_channel, wait_for_endpoints};
+use fault_support::{PATIENCE, small, static_channel, wait_for_endpoints, wait_not_ready};
 use podlb_client::PolicyKind;
 use podlb_testkit::tally;
-use podlb_testkit::{EchoRequest, TestBackend, TestServiceClient};
+use podlb_testkit::{EchoRequest, HeldCall, TestBackend, TestServiceClient};
 use tonic::Status;
 
 /// Client tasks, each with one call in flight at a time.
@@ -85,9 +85,36 @@ async fn graceful_shutdown_under_load_loses_no_call(policy: PolicyKind) {
         draining.calls_started() > 0,
         "b2 should have had calls before it shut down"
     );
-    tokio::time::timeout(PATIENCE, b2.shutdown_graceful())
+    // Calls held open until the test ends them, so that some are provably
+    // in flight on b2 when its GOAWAY goes out (the load's 1 ms calls may
+    // or may not be).
+    let mut held_client = client.clone();
+    let mut held: Vec<HeldCall> = Vec::new();
+    while !held.iter().any(|c| c.backend() == "b2") {
+        assert!(held.len() < 30, "no held call reached b2");
+        held.push(HeldCall::open(&mut held_client).await);
+    }
+    let held_on_b2 = held.iter().filter(|c| c.backend() == "b2").count() as u64;
+    let b2_addr = b2.addr();
+    let shutdown = tokio::spawn(b2.shutdown_graceful());
+    wait_not_ready(&channel, b2_addr).await;
+    // b2 has said GOAWAY, and its held calls are still in flight: the
+    // shutdown waits for them.
+    assert!(
+        draining.counts().in_flight() >= held_on_b2,
+        "b2's held calls ended with its GOAWAY: {:?}",
+        draining.counts()
+    );
+    assert!(!shutdown.is_finished(), "b2 shut down under its held calls");
+    for call in held {
+        call.finish()
+            .await
+            .unwrap_or_else(|e| panic!("a call in flight when b2 said GOAWAY: {e}"));
+    }
+    tokio::time::timeout(PATIENCE, shutdown)
         .await
-        .expect("b2's graceful shutdown should end once its calls finished");
+        .expect("b2's graceful shutdown should end once its calls finished")
+        .unwrap();
     shut.store(true, Ordering::SeqCst);
     let served_by_b2 = draining.calls_started();
     let completed_at_shutdown = completed.load(Ordering::SeqCst);
@@ -123,7 +150,7 @@ async fn graceful_shutdown_under_load_loses_no_call(policy: PolicyKind) {
     let all = tally(outcomes.iter().map(|o| o.result.as_deref().unwrap()));
     assert_eq!(
         all.get("b2").copied(),
-        Some(served_by_b2 as usize),
+        Some((served_by_b2 - held_on_b2) as usize),
         "{all:?}"
     );
     // The others took over: every call begun after the shutdown went to

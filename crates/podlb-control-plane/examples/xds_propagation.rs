@@ -107,7 +107,7 @@ async fn run(sizes: &[usize]) {
     println!();
     println!("Machine: {}", measure::machine());
     println!();
-    let Some(cluster) = KubeCluster::shared() else {
+    let Some(cluster) = KubeCluster::shared_if_started() else {
         println!("Not run: no test cluster (`PODLB_KUBE_DIR` is not set).");
         return;
     };

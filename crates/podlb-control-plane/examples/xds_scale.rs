@@ -114,7 +114,7 @@ async fn run() {
     println!("Machine: {}", measure::machine());
     println!();
     let fixed = fixed_run().await;
-    let kubernetes = match KubeCluster::shared() {
+    let kubernetes = match KubeCluster::shared_if_started() {
         Some(cluster) => Some(kubernetes_run(&cluster).await),
         None => None,
     };

@@ -165,9 +165,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_selected_by_label_are_reset_upserted_and_removed() {
-    let Some(cluster) = KubeCluster::shared() else {
-        return;
-    };
+    let cluster = KubeCluster::shared();
     let ns = blocking(|| cluster.unique_namespace("catalog-label"));
     let shop = "{app.kubernetes.io/part-of: shop}";
     blocking(|| {
@@ -240,9 +238,7 @@ async fn services_selected_by_label_are_reset_upserted_and_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_selected_by_name_and_across_namespaces() {
-    let Some(cluster) = KubeCluster::shared() else {
-        return;
-    };
+    let cluster = KubeCluster::shared();
     let (one, two) = blocking(|| {
         (
             cluster.unique_namespace("catalog-names"),
@@ -292,9 +288,7 @@ async fn services_are_selected_by_name_and_across_namespaces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slices_are_merged_updated_and_deleted_one_at_a_time() {
-    let Some(cluster) = KubeCluster::shared() else {
-        return;
-    };
+    let cluster = KubeCluster::shared();
     let ns = blocking(|| cluster.unique_namespace("catalog-slices"));
     blocking(|| {
         cluster.apply_yaml(
@@ -390,9 +384,7 @@ async fn slices_are_merged_updated_and_deleted_one_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_port_its_name_and_the_pod_port_give_the_same_endpoints() {
-    let Some(cluster) = KubeCluster::shared() else {
-        return;
-    };
+    let cluster = KubeCluster::shared();
     let ns = blocking(|| cluster.unique_namespace("catalog-ports"));
     blocking(|| {
         cluster.apply_yaml(
@@ -437,9 +429,7 @@ async fn a_service_port_its_name_and_the_pod_port_give_the_same_endpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_annotation_change_upserts_the_service_with_it() {
-    let Some(cluster) = KubeCluster::shared() else {
-        return;
-    };
+    let cluster = KubeCluster::shared();
     let ns = blocking(|| cluster.unique_namespace("catalog-notes"));
     blocking(|| {
         cluster.apply_yaml(&service_yaml(
@@ -477,9 +467,7 @@ async fn an_annotation_change_upserts_the_service_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_refusals_name_the_verb_the_resource_and_the_namespace() {
-    let Some(cluster) = KubeCluster::shared() else {
-        return;
-    };
+    let cluster = KubeCluster::shared();
     let ns = blocking(|| cluster.unique_namespace("catalog-rbac"));
     blocking(|| cluster.apply_yaml(&service_yaml(&ns, "cart", "{}", "{}")));
     // `nowatch` may get and list EndpointSlices, nothing else.
@@ -523,9 +511,7 @@ async fn rbac_refusals_name_the_verb_the_resource_and_the_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_services_of_ten_endpoints_converge_to_all_thousand() {
-    let Some(cluster) = KubeCluster::shared() else {
-        return;
-    };
+    let cluster = KubeCluster::shared();
     const SERVICES: u8 = 100;
     const ENDPOINTS: u8 = 10;
     let ns = blocking(|| cluster.unique_namespace("catalog-many"));

@@ -11,7 +11,7 @@
 //!
 //! [`BackendOptions`] make a backend unlike the others: slower by a fixed
 //! delay per call, or advertising a SETTINGS_MAX_CONCURRENT_STREAMS. Every
-//! backend counts the TCP connections it accepted.
+//! backend counts the TCP connections it accepted and those still open.
 
 use std::io;
 use std::net::SocketAddr;
@@ -192,6 +192,11 @@ impl TestBackend {
     /// TCP connections the backend has accepted since it started.
     pub fn connections_accepted(&self) -> u64 {
         self.accepted_connections.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections accepted and not closed yet (by either side).
+    pub fn connections_open(&self) -> usize {
+        self.open_connections.len()
     }
 
     /// Waits until at least `n` calls have started.

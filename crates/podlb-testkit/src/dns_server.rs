@@ -21,11 +21,11 @@
 //! answer NXDOMAIN (`--local=/podlb.test/`); a name with only A records
 //! answers AAAA queries with NOERROR and no records.
 //!
-//! Without dnsmasq (`apt-get install dnsmasq-base`; `scripts/test.sh`
-//! installs it) [`DnsServer::start`] returns `None` and the test returns
-//! early, saying so on stderr, except when `CI=true`: there it panics, as
-//! the DNS tests are required. Every call is synchronous (std::process, a
-//! std UDP socket) and takes milliseconds.
+//! Without dnsmasq [`DnsServer::start`] panics, saying how to install it
+//! (`apt-get install dnsmasq-base`; `scripts/test.sh` installs it through
+//! `scripts/kube-test-cluster.sh install`): a missing peer fails the test, it
+//! never passes it silently. Every call is synchronous (std::process, a std
+//! UDP socket) and takes milliseconds.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -59,19 +59,13 @@ pub struct DnsServer {
     ttl: u32,
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|ci| ci == "true")
-}
-
-/// No dnsmasq: a panic in CI, otherwise a note on stderr and `None`.
-fn unavailable(why: &str) -> Option<DnsServer> {
-    if in_ci() {
-        panic!("the DNS tests are required in CI: install dnsmasq-base ({why})");
-    }
-    eprintln!(
-        "note: skipping a DNS test: {why}; `apt-get install dnsmasq-base` (or `bash scripts/test.sh`) to run it"
-    );
-    None
+/// No dnsmasq: the test fails, saying how to install it.
+fn unavailable(why: &str) -> ! {
+    panic!(
+        "this test needs a real DNS server, dnsmasq: {why} (looked for {DNSMASQ} and `dnsmasq` \
+         on the PATH).\nInstall it with `apt-get install dnsmasq-base`, or run \
+         `bash scripts/kube-test-cluster.sh install` (which `bash scripts/test.sh` runs)."
+    )
 }
 
 /// The dnsmasq binary: `/usr/sbin/dnsmasq`, or `dnsmasq` on the PATH.
@@ -116,11 +110,12 @@ impl DnsServer {
     /// Starts dnsmasq on a free port of 127.0.0.1, answering every record
     /// with TTL `ttl_secs`, with no records yet; returns once it answers.
     ///
-    /// `None` (with a note on stderr) when dnsmasq is not installed; panics
-    /// instead when `CI=true`, and whenever the start itself fails.
-    pub fn start(ttl_secs: u32) -> Option<DnsServer> {
+    /// # Panics
+    /// When dnsmasq is not installed, saying how to install it, and
+    /// whenever the start itself fails.
+    pub fn start(ttl_secs: u32) -> DnsServer {
         let Some(bin) = dnsmasq_binary() else {
-            return unavailable("dnsmasq is not installed");
+            unavailable("dnsmasq is not installed");
         };
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("podlb-dns-{}-{n}", std::process::id()));
@@ -135,12 +130,12 @@ impl DnsServer {
             let mut child = spawn(&bin, &dir, addr.port(), ttl_secs);
             match wait_ready(&mut child, addr) {
                 Ok(()) => {
-                    return Some(DnsServer {
+                    return DnsServer {
                         child,
                         addr,
                         dir,
                         ttl: ttl_secs,
-                    });
+                    };
                 }
                 Err(why) => {
                     let _ = child.kill();
@@ -207,6 +202,33 @@ impl DnsServer {
             Err(e) => panic!("remove {}: {e}", file.display()),
         }
         self.settle(name, None);
+    }
+
+    /// How many A queries for exactly `name` the server has logged so far
+    /// (those of [`DnsServer::set`] and [`DnsServer::remove`] included).
+    pub fn a_queries_for(&self, name: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default();
+        let asked = format!("query[A] {name} from ");
+        log.lines().filter(|line| line.contains(&asked)).count()
+    }
+
+    /// Waits until the server has logged at least `n` A queries for
+    /// `name`: e.g. until a client has asked twice, so it has had (and acted
+    /// on) the first answer before asking again.
+    ///
+    /// # Panics
+    /// When it has not within 10 s.
+    pub fn wait_for_a_queries(&self, name: &str, n: usize) {
+        let deadline = Instant::now() + SETTLE;
+        while self.a_queries_for(name) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the test DNS server had {} A queries for {name}, not {n}, within {SETTLE:?}\n{}",
+                self.a_queries_for(name),
+                read_log(&self.dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the process (SIGSTOP): it answers nothing, and queries time
@@ -444,9 +466,7 @@ mod tests {
 
     #[test]
     fn records_are_set_replaced_and_removed_and_a_paused_server_is_silent() {
-        let Some(dns) = DnsServer::start(7) else {
-            return;
-        };
+        let dns = DnsServer::start(7);
         let name = "greeter.podlb.test";
         assert_eq!(lookup(dns.addr(), name), Ok(None));
         dns.set(name, &ips(&["127.0.0.12", "::1", "127.0.0.11"]));
@@ -466,9 +486,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "only holds names under podlb.test")]
     fn names_outside_the_zone_are_refused() {
-        let Some(dns) = DnsServer::start(1) else {
-            panic!("only holds names under podlb.test (no dnsmasq here)");
-        };
+        let dns = DnsServer::start(1);
         dns.set("greeter.example.com", &ips(&["127.0.0.1"]));
     }
 }

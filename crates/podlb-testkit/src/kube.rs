@@ -15,8 +15,9 @@
 //!   deleted when dropped.
 //!
 //! Without a cluster (not run through `scripts/test.sh`, binaries not built)
-//! both return `None` and the test returns early, saying so on stderr, except
-//! when `CI=true`: there they panic, as the Kubernetes tests are required.
+//! both panic, saying how to get one: a missing peer fails the test, it never
+//! passes it silently. [`KubeCluster::shared_if_started`] is for benchmarks and
+//! examples that run without a cluster and say so themselves.
 //!
 //! Kubernetes 1.20 serves EndpointSlices as `discovery.k8s.io/v1beta1` only.
 //! Every call is synchronous (std::process): call it from
@@ -53,18 +54,20 @@ pub struct PrivateClusterOptions {
 /// Numbers namespaces and private clusters of this process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|ci| ci == "true")
+/// No cluster: the test fails, saying `why` and how to get one (`fix`).
+fn unavailable(why: &str, fix: &str) -> ! {
+    panic!("this test needs the Kubernetes test cluster: {why}.\n{fix}")
 }
 
-/// No cluster: a panic in CI, otherwise a note on stderr and `None`.
-fn unavailable(why: &str) -> Option<KubeCluster> {
-    if in_ci() {
-        panic!("the Kubernetes tests are required in CI: run scripts/test.sh ({why})");
-    }
-    eprintln!("note: skipping a Kubernetes test: {why}; run `bash scripts/test.sh` to run it");
-    None
-}
+/// How to get the cluster [`KubeCluster::shared`] reads.
+const SHARED_FIX: &str = "Run the tests with `bash scripts/test.sh`, which builds, starts and \
+     stops it; or start one by hand: `bash scripts/kube-test-cluster.sh install`, then \
+     `bash scripts/kube-test-cluster.sh start DIR --controllers`, and export PODLB_KUBE_DIR=DIR \
+     (stop it with `bash scripts/kube-test-cluster.sh stop DIR`).";
+
+/// How to get what [`KubeCluster::start_private`] runs.
+const PRIVATE_FIX: &str = "Build it once with `bash scripts/kube-test-cluster.sh install` \
+     (`bash scripts/test.sh` does it too).";
 
 /// `scripts/kube-test-cluster.sh`: `PODLB_KUBE_SCRIPT`, or this repository's.
 fn script_path() -> PathBuf {
@@ -99,12 +102,28 @@ fn read_apiserver_port(dir: &Path) -> u16 {
 
 impl KubeCluster {
     /// The cluster `scripts/test.sh` started for the whole test run
-    /// (`PODLB_KUBE_DIR`), with controllers. `None` (with a note on stderr)
-    /// when there is none; panics instead when `CI=true`.
-    pub fn shared() -> Option<KubeCluster> {
+    /// (`PODLB_KUBE_DIR`), with controllers.
+    ///
+    /// # Panics
+    /// When there is none, saying how to start one: a test that needs the
+    /// cluster fails without it.
+    pub fn shared() -> KubeCluster {
+        match Self::shared_if_started() {
+            Some(cluster) => cluster,
+            None => unavailable("PODLB_KUBE_DIR is not set", SHARED_FIX),
+        }
+    }
+
+    /// [`KubeCluster::shared`], or `None` when `PODLB_KUBE_DIR` is not set:
+    /// for benchmarks and examples that report "not run" themselves. Tests
+    /// use [`KubeCluster::shared`].
+    ///
+    /// # Panics
+    /// When `PODLB_KUBE_DIR` names a directory without a started cluster.
+    pub fn shared_if_started() -> Option<KubeCluster> {
         let dir = match std::env::var_os("PODLB_KUBE_DIR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => return unavailable("PODLB_KUBE_DIR is not set"),
+            _ => return None,
         };
         assert!(
             dir.join("kubeconfig").is_file(),
@@ -123,10 +142,10 @@ impl KubeCluster {
     /// controllers if asked) on free ports, in a fresh directory under the
     /// temp dir; it is stopped and deleted on drop. Takes about 5 s.
     ///
-    /// `None` (with a note on stderr) when the binaries are not built
-    /// (`scripts/kube-test-cluster.sh install`); panics instead when
-    /// `CI=true`, and whenever the start itself fails.
-    pub fn start_private(opts: PrivateClusterOptions) -> Option<KubeCluster> {
+    /// # Panics
+    /// When the binaries are not built (`scripts/kube-test-cluster.sh
+    /// install`), saying so, and whenever the start itself fails.
+    pub fn start_private(opts: PrivateClusterOptions) -> KubeCluster {
         let script = script_path();
         let check = Command::new("bash")
             .arg(&script)
@@ -135,10 +154,13 @@ impl KubeCluster {
             .output()
             .unwrap_or_else(|e| panic!("run bash {} check: {e}", script.display()));
         if !check.status.success() {
-            return unavailable(&format!(
-                "the test control plane is not installed: {}",
-                String::from_utf8_lossy(&check.stderr).trim()
-            ));
+            unavailable(
+                &format!(
+                    "the test control plane is not installed: {}",
+                    String::from_utf8_lossy(&check.stderr).trim()
+                ),
+                PRIVATE_FIX,
+            );
         }
 
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -169,12 +191,12 @@ impl KubeCluster {
                 .output()
                 .unwrap_or_else(|e| panic!("run bash {} start: {e}", script.display()));
             if out.status.success() {
-                return Some(KubeCluster {
+                return KubeCluster {
                     dir,
                     owned: true,
                     script,
                     apiserver_port: apiserver,
-                });
+                };
             }
             last_failure = String::from_utf8_lossy(&out.stderr).into_owned();
         }

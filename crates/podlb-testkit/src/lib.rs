@@ -15,6 +15,8 @@
 //! - [`python`]: the grpcio server and client of `tests/python`, the
 //!   interop peers, run as child processes.
 //! - [`connect`]: a tonic client of the test service.
+//! - [`HeldCall`]: a call held open by the test, provably in flight until
+//!   the test ends it.
 //! - [`fake_kube_api`]: a fake Kubernetes API server (list/watch of
 //!   `discovery.k8s.io` EndpointSlices over plain HTTP) for discovery tests.
 //! - [`dns_server`]: a real DNS server (dnsmasq) answering for
@@ -47,6 +49,7 @@ mod backend;
 pub mod dns_server;
 mod echo;
 pub mod fake_kube_api;
+mod held;
 mod killable;
 pub mod kube;
 pub mod python;
@@ -62,6 +65,7 @@ use std::net::SocketAddr;
 use tonic::transport::Channel;
 
 pub use backend::{BackendOptions, TestBackend, start_pods};
+pub use held::HeldCall;
 pub use pb::test_service_client::TestServiceClient;
 pub use pb::{EchoReply, EchoRequest};
 pub use stats::{CallCounts, CallStats};

@@ -249,6 +249,77 @@ mod tests {
         assert_eq!(keepalive.last_interval(), Some(ms(100)));
     }
 
+    /// A backend on the far end of `server` that answers every PING (and
+    /// SETTINGS) at once; returns when each PING arrived, from `start`.
+    fn answering_backend(
+        server: tokio::io::DuplexStream,
+        start: Instant,
+    ) -> Arc<Mutex<Vec<Duration>>> {
+        let pings = Arc::new(Mutex::new(Vec::new()));
+        let seen = pings.clone();
+        tokio::spawn(async move {
+            let (mut from_client, mut to_client) = tokio::io::split(server);
+            let mut preface = [0; 24];
+            from_client.read_exact(&mut preface).await.unwrap();
+            to_client.write_all(&frame(0x4, &[])).await.unwrap();
+            let mut head = [0; 9];
+            while from_client.read_exact(&mut head).await.is_ok() {
+                let mut payload =
+                    vec![0; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
+                from_client.read_exact(&mut payload).await.unwrap();
+                let (kind, ack) = (head[3], head[4] & 0x1 != 0);
+                if kind == 0x4 && !ack {
+                    let mut settings_ack = frame(0x4, &[]);
+                    settings_ack[4] = 0x1;
+                    to_client.write_all(&settings_ack).await.unwrap();
+                }
+                if kind == 0x6 && !ack {
+                    seen.lock().unwrap().push(start.elapsed());
+                    let mut pong = frame(0x6, &payload);
+                    pong[4] = 0x1;
+                    to_client.write_all(&pong).await.unwrap();
+                }
+            }
+        });
+        pings
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_doubled_interval_applies_from_the_wait_after_the_next_ping() {
+        let ms = Duration::from_millis;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let start = Instant::now();
+        let pings = answering_backend(server, start);
+
+        let activity = Arc::new(ReadActivity::default());
+        let goaway = Arc::new(GoawaySignal::new(Arc::new(Notify::new())));
+        let client = GoawaySniffer::new(client, goaway, activity.clone());
+        let (_send, mut connection) = h2::client::handshake(client).await.unwrap();
+        let ping = connection.ping_pong().unwrap();
+        tokio::spawn(connection);
+        let interval = Arc::new(KeepaliveInterval::new(Some(ms(100))));
+        // At 250 ms the backend says "too_many_pings" about the 100 ms
+        // interval, as the endpoint hears it: the interval doubles.
+        tokio::spawn({
+            let interval = interval.clone();
+            async move {
+                tokio::time::sleep_until(start + ms(250)).await;
+                assert_eq!(interval.double_from(ms(100)), Some(ms(200)));
+            }
+        });
+        let mut keepalive = Keepalive::new(ping, ms(300), activity);
+        let watched = tokio::time::timeout(ms(800), keepalive.watch(&interval, || false)).await;
+
+        assert!(watched.is_err(), "an answering backend was declared dead");
+        // Each PING goes an interval after the last byte read. At 100 ms
+        // the backend's SETTINGS (read after the watch began) still count:
+        // no PING. Then 200 and 300 ms at 100 ms (the wait under way at
+        // 250 ms keeps its interval), then 500 and 700 ms at the doubled one.
+        let pings = pings.lock().unwrap().clone();
+        assert_eq!(pings, [ms(200), ms(300), ms(500), ms(700)]);
+        assert_eq!(keepalive.last_interval(), Some(ms(200)));
+    }
+
     #[test]
     fn off_stays_off_and_tiny_intervals_count_as_a_millisecond() {
         assert_eq!(KeepaliveInterval::new(None).get(), None);

@@ -2,6 +2,14 @@
 //! connections PING every `keepalive_interval`; a backend that says GOAWAY
 //! "too_many_pings" is pinged half as often from then on; and a connection
 //! whose backend stops answering PINGs is closed and replaced.
+//!
+//! These prove the wiring (the endpoint runs the keepalive beside each
+//! connection, doubles its interval on "too_many_pings", closes a dead
+//! connection and reconnects). The timing itself is tested exactly, on
+//! tokio's paused clock, beside the code in `src/keepalive.rs`. Here the
+//! real clock gives lower bounds only (a gap is at least the interval in
+//! force), which a slow machine can only lengthen: nothing needs a step to
+//! be quick to pass.
 
 #![allow(clippy::unwrap_used)]
 

@@ -75,7 +75,7 @@ fn p90(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let cluster = KubeCluster::shared().expect("PODLB_KUBE_DIR: run bench/kube_propagation.sh");
+    let cluster = KubeCluster::shared();
     let namespace = cluster.unique_namespace("bench");
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(cluster.kubeconfig_path()).unwrap(),

@@ -8,9 +8,11 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use podlb_balance::PolicyKind;
-use podlb_testkit::{EchoRequest, TestBackend};
+use podlb_proxy::EndpointState;
+use podlb_testkit::{EchoRequest, HeldCall, TestBackend};
 use support::TestProxy;
 use tonic::Status;
 
@@ -20,6 +22,9 @@ const TASKS: usize = 16;
 const CALLS: usize = 3000;
 /// Completed calls after which one backend shuts down.
 const SHUTDOWN_AFTER: usize = 1000;
+/// How long the proxy may take to see the GOAWAY, or the drain to end;
+/// only a broken proxy or backend waits this long.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_under_load_loses_no_call() {
@@ -55,13 +60,50 @@ async fn a_graceful_shutdown_under_load_loses_no_call() {
         .collect();
 
     while completed.load(Ordering::SeqCst) < SHUTDOWN_AFTER {
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(
         draining.calls_started() > 0,
         "b2 should have had calls before it shut down"
     );
-    b2.shutdown_graceful().await;
+    // Calls held open until the test ends them, so that some are provably
+    // in flight on b2 when its GOAWAY goes out (the load's 1 ms calls may
+    // or may not be).
+    let mut held_client = proxy.client().await;
+    let mut held: Vec<HeldCall> = Vec::new();
+    while !held.iter().any(|c| c.backend() == "b2") {
+        assert!(held.len() < 30, "no held call reached b2");
+        held.push(HeldCall::open(&mut held_client).await);
+    }
+    let held_on_b2 = held.iter().filter(|c| c.backend() == "b2").count() as u64;
+    let b2_addr = b2.addr();
+    let shutdown = tokio::spawn(b2.shutdown_graceful());
+    let saw_goaway = tokio::time::timeout(
+        PATIENCE,
+        proxy.wait_until(|eps| {
+            eps.iter()
+                .any(|e| e.addr.socket_addr() == b2_addr && e.state != EndpointState::Ready)
+        }),
+    )
+    .await;
+    assert!(saw_goaway.is_ok(), "the proxy never saw b2's GOAWAY");
+    // b2 has said GOAWAY, and its held calls are still in flight: the
+    // shutdown waits for them.
+    assert!(
+        draining.counts().in_flight() >= held_on_b2,
+        "b2's held calls ended with its GOAWAY: {:?}",
+        draining.counts()
+    );
+    assert!(!shutdown.is_finished(), "b2 shut down under its held calls");
+    for call in held {
+        call.finish()
+            .await
+            .unwrap_or_else(|e| panic!("a call in flight when b2 said GOAWAY: {e}"));
+    }
+    tokio::time::timeout(PATIENCE, shutdown)
+        .await
+        .expect("b2's graceful shutdown should end once its calls finished")
+        .unwrap();
     let served_by_b2 = draining.calls_started();
     let completed_at_shutdown = completed.load(Ordering::SeqCst);
 
@@ -91,5 +133,8 @@ async fn a_graceful_shutdown_under_load_loses_no_call() {
     assert_eq!((counts.started, counts.cancelled), (served_by_b2, 0));
     assert_eq!(counts.finished, served_by_b2);
     let tally = podlb_testkit::tally(ids.iter().map(String::as_str));
-    assert_eq!(tally.get("b2").copied(), Some(served_by_b2 as usize));
+    assert_eq!(
+        tally.get("b2").copied(),
+        Some((served_by_b2 - held_on_b2) as usize)
+    );
 }
