@@ -40,7 +40,7 @@ pub(crate) async fn detect(stream: &TcpStream) -> std::io::Result<Option<Protoco
 }
 
 /// `Some` once `seen` decides the protocol.
-fn classify(seen: &[u8]) -> Option<Protocol> {
+pub(crate) fn classify(seen: &[u8]) -> Option<Protocol> {
     if !H2_PREFACE.starts_with(seen) {
         Some(Protocol::Http1)
     } else if seen.len() == H2_PREFACE.len() {

@@ -14,6 +14,8 @@ mod config;
 mod detect;
 mod error;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc_error;
 mod http1;
 mod listener;

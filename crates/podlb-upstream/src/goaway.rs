@@ -117,7 +117,7 @@ impl GoawaySignal {
 
 /// Walks frame boundaries across reads.
 #[derive(Debug, Default)]
-struct FrameScanner {
+pub(crate) struct FrameScanner {
     header: [u8; FRAME_HEADER_LEN],
     header_len: usize,
     payload_left: usize,
@@ -171,7 +171,7 @@ impl GoawayReader {
 
 impl FrameScanner {
     /// Scans `data`, handing each GOAWAY completed in it to `on_goaway`.
-    fn scan(&mut self, mut data: &[u8], mut on_goaway: impl FnMut(&Goaway)) {
+    pub(crate) fn scan(&mut self, mut data: &[u8], mut on_goaway: impl FnMut(&Goaway)) {
         while !data.is_empty() {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(data.len());
