@@ -1,72 +1,15 @@
-//! The one error type of `podlb-config`, and [`At`], the place in the file
-//! every error points to. Each message reads `file:line:column: field: what`.
+//! The one error type of `podlb-config`. Each message reads
+//! `file:line:column: field: what`, at an [`At`] of `podlb-yaml`.
 
-use std::fmt;
-
-/// Where an error is: the file, the 1-based line and column of the value (or
-/// key) at fault, and the field path such as `upstreams[0].connect_timeout`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct At {
-    /// The file name as given to [`crate::load`] or [`crate::parse`].
-    pub file: String,
-    /// 1-based line.
-    pub line: u64,
-    /// 1-based column.
-    pub column: u64,
-    /// The field path; empty for the top level of the file.
-    pub field: String,
-}
-
-impl At {
-    /// Where `value` is in `file`, under the field path `field`.
-    pub fn of<T>(file: &str, value: &serde_saphyr::Spanned<T>, field: impl Into<String>) -> At {
-        At {
-            file: file.to_string(),
-            line: value.referenced.line(),
-            column: value.referenced.column(),
-            field: field.into(),
-        }
-    }
-}
-
-impl fmt::Display for At {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)?;
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        Ok(())
-    }
-}
+use podlb_yaml::At;
 
 /// Why a config file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be read.
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        /// The path as given.
-        file: String,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-    /// The text is not well-formed YAML.
-    #[error("{at}: invalid YAML: {message}")]
-    Syntax {
-        /// Where the parser stopped.
-        at: At,
-        /// The parser's explanation.
-        message: String,
-    },
-    /// The YAML does not have the shape of a config: an unknown or missing
-    /// field, a duplicate key, or a value of the wrong type.
-    #[error("{at}: {message}")]
-    Shape {
-        /// The field at fault.
-        at: At,
-        /// What is wrong, as the deserializer says it.
-        message: String,
-    },
+    /// The file cannot be read, is not YAML, or is not of the config's
+    /// shape (an unknown or missing field, a value of the wrong type).
+    #[error(transparent)]
+    Yaml(#[from] podlb_yaml::Error),
     /// A listener address is not `IP:PORT`.
     #[error("{at}: {source}")]
     Address {
@@ -116,14 +59,6 @@ pub enum Error {
         value: String,
         /// The form it must have.
         expected: &'static str,
-    },
-    /// A value another podlb file (read with [`crate::read_yaml`]) cannot use.
-    #[error("{at}: {message}")]
-    Invalid {
-        /// The value at fault.
-        at: At,
-        /// What is wrong and what to write instead.
-        message: String,
     },
     /// A route's `match` names none, or more than one, of `method`, `service` and `prefix`.
     #[error(

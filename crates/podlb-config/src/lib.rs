@@ -1,7 +1,7 @@
 //! podlb's config file: YAML in, a validated [`ProxyConfig`] out.
 //!
 //! ```text
-//! text ─► yaml (YAML -> schema::File) ─► validate (values, defaults, references) ─► ProxyConfig
+//! text ─► podlb-yaml (YAML -> schema::File) ─► validate (values, defaults, references) ─► ProxyConfig
 //! ```
 //!
 //! [`schema`] documents every field of the file. Every [`Error`] reads
@@ -16,33 +16,22 @@
 mod error;
 pub mod schema;
 mod validate;
-mod yaml;
 
 use std::path::Path;
 
 use podlb_proxy::ProxyConfig;
 
-pub use error::{At, Error};
+pub use error::Error;
+pub use podlb_yaml::At;
 
 /// Reads and validates the config file at `path`; errors name the path as given.
 pub fn load(path: &Path) -> Result<ProxyConfig, Error> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        file: file.clone(),
-        source,
-    })?;
-    parse(&text, &file)
-}
-
-/// Reads YAML `text` into the schema `T` of another podlb file (the control
-/// plane's catalog); `file_name` names it in errors, which read like the
-/// proxy config's: `file:line:column: field: what is wrong`.
-pub fn read_yaml<T: serde::de::DeserializeOwned>(text: &str, file_name: &str) -> Result<T, Error> {
-    yaml::read_as(text, file_name)
+    let text = podlb_yaml::file_text(path)?;
+    parse(&text, &path.display().to_string())
 }
 
 /// Validates config `text`; `file_name` names it in errors.
 pub fn parse(text: &str, file_name: &str) -> Result<ProxyConfig, Error> {
-    let raw = yaml::read(text, file_name)?;
+    let raw: schema::File = podlb_yaml::read(text, file_name)?;
     validate::validate(&raw, file_name)
 }

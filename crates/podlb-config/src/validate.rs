@@ -16,8 +16,8 @@ use podlb_proxy::{
 use podlb_upstream::ConnectionSettings;
 use serde_saphyr::Spanned;
 
-use crate::error::{At, Error};
 use crate::schema;
+use crate::{At, Error};
 
 /// HTTP/2 window sizes (RFC 9113, 6.9.1 and 6.9.2): at least the initial
 /// 65535, at most 2^31-1.

@@ -229,11 +229,8 @@ fn start_source(
             Ok((None, catalog))
         }
         Source::StaticFile(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::CatalogFile {
-                source: Box::new(podlb_config::Error::Read {
-                    file: path.display().to_string(),
-                    source,
-                }),
+            let text = podlb_yaml::file_text(path).map_err(|source| Error::CatalogFile {
+                source: Box::new(source),
             })?;
             let services = source::static_file::parse(&text, &path.display().to_string())?;
             catalog.apply(CatalogChange::Reset(services));

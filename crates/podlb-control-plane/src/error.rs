@@ -15,7 +15,7 @@ pub enum Error {
     #[error(transparent)]
     CatalogFile {
         /// What is wrong, and where.
-        source: Box<podlb_config::Error>,
+        source: Box<podlb_yaml::Error>,
     },
     /// A listening socket could not be opened.
     #[error("cannot listen on {addr} for {what}: {source} (is another process using it?)")]

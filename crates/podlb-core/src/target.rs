@@ -165,7 +165,10 @@ fn parse_dns(uri: &str, authority: &str, path: &str) -> Result<DnsTarget, Error>
         target: uri.into(),
         port: port.into(),
     })?;
-    if host.is_empty() || host.contains(['/', ',', ' ']) {
+    // The brackets of an IPv6 literal are not part of the host: `[]` and
+    // `[` are empty hosts (found by the fuzz target `target_uri`).
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty() || host.contains(['/', ',', ' ']) {
         return Err(Error::BadHost {
             target: uri.into(),
             host: host.into(),
@@ -173,7 +176,7 @@ fn parse_dns(uri: &str, authority: &str, path: &str) -> Result<DnsTarget, Error>
     }
     Ok(DnsTarget {
         server,
-        host: host.trim_start_matches('[').trim_end_matches(']').into(),
+        host: bare.into(),
         port,
     })
 }
@@ -345,6 +348,9 @@ mod tests {
             ("dns:///greeter:http", "port"),
             ("dns://resolver.local/greeter:1", "DNS server"),
             ("dns:///:50051", "host"),
+            // Only the brackets of an IPv6 literal: no host at all.
+            ("dns:///[]:50051", "host"),
+            ("dns://10.0.0.10:5353/[:443", "host"),
             ("dns:greeter:1", "no scheme"),
         ] {
             let err = uri.parse::<Target>().unwrap_err().to_string();

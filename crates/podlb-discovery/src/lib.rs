@@ -19,6 +19,8 @@
 
 mod dns;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hub;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;

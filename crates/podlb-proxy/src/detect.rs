@@ -64,14 +64,14 @@ pub(crate) async fn detect<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<Detec
 
 /// What the bytes seen so far decide.
 #[derive(Debug, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     Http1,
     Http2,
     /// Undecided; at least this many more bytes are needed.
     More(usize),
 }
 
-fn classify(seen: &[u8]) -> Step {
+pub(crate) fn classify(seen: &[u8]) -> Step {
     let preface_part = &seen[..seen.len().min(H2_PREFACE.len())];
     if !H2_PREFACE.starts_with(preface_part) {
         return Step::Http1;

@@ -15,6 +15,8 @@ mod config;
 mod detect;
 mod error;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http1;
 mod listener;
 mod route;

@@ -128,7 +128,7 @@ impl GoawaySignal {
 
 /// Walks frame boundaries across reads.
 #[derive(Debug, Default)]
-struct FrameScanner {
+pub(crate) struct FrameScanner {
     header: [u8; FRAME_HEADER_LEN],
     header_len: usize,
     payload_left: usize,
@@ -183,7 +183,7 @@ impl GoawayReader {
 impl FrameScanner {
     /// Scans `data`, handing each GOAWAY completed in it to `on_goaway` and
     /// the stream id of each HEADERS frame to `on_headers`.
-    fn scan(
+    pub(crate) fn scan(
         &mut self,
         mut data: &[u8],
         mut on_goaway: impl FnMut(&Goaway),

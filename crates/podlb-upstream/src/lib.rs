@@ -21,6 +21,8 @@ pub mod deadline;
 mod endpoint;
 mod error;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod goaway;
 pub mod headers;
 mod http1;

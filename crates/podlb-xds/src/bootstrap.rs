@@ -341,12 +341,19 @@ fn server_endpoint(uri: &str) -> Result<String, String> {
     let port_ok = authority
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
-    if !port_ok || authority.contains('/') {
+    let endpoint = format!("http://{authority}");
+    // A host that is no URI host (`xds[1]:80`) would pass the checks above
+    // and then fail every connection (found by the fuzz target
+    // `xds_bootstrap`).
+    let is_uri = endpoint
+        .parse::<http::Uri>()
+        .is_ok_and(|u| u.authority().is_some_and(|a| a.as_str() == authority));
+    if !port_ok || authority.contains('/') || !is_uri {
         return Err(format!(
             "{uri:?} is not HOST:PORT (e.g. xds.podlb-system:18000)"
         ));
     }
-    Ok(format!("http://{authority}"))
+    Ok(endpoint)
 }
 
 fn json_struct(map: &Map<String, Value>) -> Struct {

@@ -32,6 +32,8 @@ mod chain;
 mod client;
 mod endpoints;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod resources;
 mod types;
 

@@ -22,10 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use podlb_config::At;
 use podlb_core::{Endpoint, EndpointAddr, EndpointState, Target, Topology};
+use podlb_yaml::{At, Spanned};
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 use tokio::sync::mpsc;
 
 use crate::Error;
@@ -72,23 +71,19 @@ struct EndpointEntry {
 
 /// Reads and checks the file at `path`.
 pub fn load(path: &Path) -> Result<Vec<CatalogService>, Error> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::CatalogFile {
-        source: Box::new(podlb_config::Error::Read {
-            file: file.clone(),
-            source,
-        }),
+    let text = podlb_yaml::file_text(path).map_err(|source| Error::CatalogFile {
+        source: Box::new(source),
     })?;
-    parse(&text, &file)
+    parse(&text, &path.display().to_string())
 }
 
 /// Checks catalog `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Vec<CatalogService>, Error> {
-    let raw: File = podlb_config::read_yaml(text, file).map_err(|source| Error::CatalogFile {
+    let raw: File = podlb_yaml::read(text, file).map_err(|source| Error::CatalogFile {
         source: Box::new(source),
     })?;
     let invalid = |at: At, message: String| Error::CatalogFile {
-        source: Box::new(podlb_config::Error::Invalid { at, message }),
+        source: Box::new(podlb_yaml::Error::Invalid { at, message }),
     };
     let mut seen: HashMap<ServiceName, u64> = HashMap::new();
     let mut services = Vec::with_capacity(raw.services.len());

@@ -198,7 +198,10 @@ fn apply(
 }
 
 /// A slice's name and its endpoints on the target's port.
-fn read(obj: DynamicObject, kube: &KubernetesTarget) -> (String, Vec<podlb_core::Endpoint>) {
+pub(crate) fn read(
+    obj: DynamicObject,
+    kube: &KubernetesTarget,
+) -> (String, Vec<podlb_core::Endpoint>) {
     let name = obj.metadata.name.unwrap_or_default();
     let endpoints = read_slice(name.clone(), obj.data).endpoints(&kube.port);
     (name, endpoints)

@@ -104,6 +104,9 @@ fn server_uris_are_host_port_http_or_dns_targets() {
         ("xds", "not HOST:PORT"),
         ("xds:0", "not HOST:PORT"),
         ("http://xds:1/path", "not HOST:PORT"),
+        // Not a URI's host: no connection could ever be made.
+        ("http://xds.podlb-syst[m:18000/", "not HOST:PORT"),
+        ("xds server:18000", "not HOST:PORT"),
     ] {
         let err = server_endpoint(uri).unwrap_err();
         assert!(err.contains(want), "{uri}: {err}");

@@ -1,23 +1,15 @@
-//! YAML text -> [`schema::File`]. Owns the YAML library: its errors become
-//! [`Error::Syntax`] (not YAML at all) or [`Error::Shape`] (YAML, but not a
-//! config), with the line, column and field path of the fault. Values are not
-//! checked here; `validate` does that.
+//! YAML text -> a serde schema. Owns the YAML library's errors: they become
+//! [`Error::Syntax`] (not YAML at all) or [`Error::Shape`] (YAML, but not of
+//! the schema's shape), with the line, column and field path of the fault.
+//! Values are not checked here; each file's own crate does that.
 
 use serde_path_to_error::Segment;
 use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
 use crate::error::{At, Error};
-use crate::schema;
 
-/// Deserializes `text` into the proxy file's schema; `file` names it in errors.
-pub(crate) fn read(text: &str, file: &str) -> Result<schema::File, Error> {
-    read_as(text, file)
-}
-
-/// Deserializes `text` into any schema `T`; `file` names it in errors. The
-/// control plane's catalog file is read with this too, so its errors read
-/// the same as the proxy's.
-pub(crate) fn read_as<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, Error> {
+/// Deserializes `text` into the schema `T`; `file` names it in errors.
+pub(crate) fn read<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, Error> {
     let options = serde_saphyr::options! { with_snippet: false };
     let mut path = None;
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
