@@ -102,16 +102,19 @@ fn slow_share(counts: &BTreeMap<String, usize>, calls: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_ewma_sends_fewer_concurrent_calls_to_a_slower_server() {
-    let delays = [Duration::from_millis(20), Duration::ZERO, Duration::ZERO];
+    let delays = [Duration::from_millis(200), Duration::ZERO, Duration::ZERO];
     let ([slow, _fast1, _fast2], channel) =
         three_behind(["slow", "fast1", "fast2"], delays, PolicyKind::PeakEwma).await;
     let client = TestServiceClient::new(channel);
 
     // A policy blind to latency gives the slow server a third. Peak-EWMA's
     // cost is the latency estimate times (calls in flight + 1): once the
-    // slow server's estimate holds one 20 ms answer, it holds a call or two
-    // of the 32 at a time while the fast ones (about 1 ms each) finish
-    // hundreds a second: a few percent of the calls, far below 20%.
+    // slow server's estimate holds one 200 ms answer, it holds a call or
+    // two of the 32 at a time while the fast ones (about 1 ms each) finish
+    // hundreds a second: a few percent of the calls, far below 20%. The
+    // delay is 200 ms, not 20, so that a scheduler stall on a busy 2-core
+    // machine (tens of ms on a fast server's call) cannot make the fast
+    // servers look as slow (it did, at 20 ms).
     let counts = spread(&client, CALLS, IN_FLIGHT).await;
     let to_slow = slow_share(&counts, CALLS);
     assert!(to_slow < CALLS / 5, "{counts:?}");

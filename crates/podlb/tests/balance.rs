@@ -121,16 +121,18 @@ fn slow_share(counts: &BTreeMap<String, usize>, calls: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_ewma_sends_fewer_concurrent_calls_to_a_slower_backend() {
     let ([slow, _fast1, _fast2], proxy) =
-        one_slow_behind_peak_ewma(Duration::from_millis(20)).await;
+        one_slow_behind_peak_ewma(Duration::from_millis(200)).await;
     let client = proxy.client().await;
 
     // A policy blind to load and latency (round_robin, random) gives the
     // slow backend a third of the calls. Peak-EWMA's cost is the latency
     // estimate times (calls in flight + 1): once the slow backend's estimate
-    // holds one 20 ms answer, a second call in flight there costs at least
-    // 40 ms, more than a fast backend (about 1 ms) with many calls in
+    // holds one 200 ms answer, a second call in flight there costs at least
+    // 400 ms, more than a fast backend (about 1 ms) with many calls in
     // flight. So it holds about one of the eight calls at a time and
-    // finishes about 50 a second, while the fast ones finish hundreds:
+    // finishes about 5 a second, while the fast ones finish hundreds (the
+    // delay is 200 ms, not 20, so that a scheduler stall of tens of ms on
+    // a busy 2-core machine cannot make the fast backends look as slow):
     // a few percent of the calls, far below 20%. This holds even when a
     // scheduler stall inflates one fast backend's estimate for the rest of
     // the run, since the other fast one still takes the load.
