@@ -20,9 +20,10 @@ use http_body::{Body, Frame, SizeHint};
 use std::sync::Arc;
 
 use podlb_core::EndpointAddr;
+use podlb_upstream::call::stream_outcome;
 use podlb_upstream::pipe::BodySource;
 use podlb_upstream::status::{UpstreamLabel, status_trailers};
-use podlb_upstream::{CallFailure, CallLease};
+use podlb_upstream::{CallFailure, CallLease, CallOutcome};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tonic::Status;
@@ -149,6 +150,13 @@ impl ResponseBody {
 }
 
 impl Streaming {
+    /// Records how the call went on its endpoint (`outcome.rs`).
+    fn set_outcome(&mut self, outcome: CallOutcome) {
+        if let Some(lease) = &mut self.lease {
+            lease.set_outcome(outcome);
+        }
+    }
+
     /// The call is over: stop counting it, and leave the request pump be.
     fn finish(&mut self) {
         self.lease = None;
@@ -218,6 +226,7 @@ impl Body for ResponseBody {
                 }
                 Some(Err(err)) => {
                     let failure = s.failure(addr, &err);
+                    s.set_outcome(stream_outcome(&err));
                     s.finish();
                     return Poll::Ready(Some(Err(failure.status())));
                 }
@@ -225,6 +234,10 @@ impl Body for ResponseBody {
             }
         }
         let trailers = ready!(s.recv.poll_trailers(cx));
+        s.set_outcome(match &trailers {
+            Ok(trailers) => CallOutcome::of_trailers(trailers.as_ref()),
+            Err(err) => stream_outcome(err),
+        });
         s.finish();
         match trailers {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),

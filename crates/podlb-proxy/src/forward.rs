@@ -23,10 +23,10 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::{Request, Response};
-use podlb_upstream::call::{Call, Sent, WaitFor};
+use podlb_upstream::call::{Call, Sent, WaitFor, stream_outcome};
 use podlb_upstream::headers::strip_hop_by_hop;
 use podlb_upstream::pipe::{Pipe, PipeError};
-use podlb_upstream::{CallFailure, CallLease};
+use podlb_upstream::{CallFailure, CallLease, CallOutcome};
 
 use crate::route::RouteTable;
 
@@ -88,7 +88,7 @@ async fn answer(
     mut call: Call<'_, RecvStream>,
     mut respond: SendResponse<Bytes>,
     response: Response<RecvStream>,
-    lease: CallLease,
+    mut lease: CallLease,
 ) {
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
@@ -103,10 +103,15 @@ async fn answer(
     let mut response_pipe = Pipe::new(body, call.max_message_bytes(), false);
     // Cannot fail: the pipe records nothing to replay.
     let _ = response_pipe.attach(send);
-    let failure = match stream_bodies(&mut call, &mut response_pipe).await {
+    let finished = stream_bodies(&mut call, &mut response_pipe).await;
+    if let Finished::Complete = finished {
+        lease.set_outcome(CallOutcome::of_status(response_pipe.trailers_status()));
+    }
+    let failure = match finished {
         Finished::Complete => return,
         Finished::ClientGone => return call.request().reset_send(Reason::CANCEL),
         Finished::Backend(err) => {
+            lease.set_outcome(stream_outcome(&err));
             if let (Some(reason), true) = (err.reason(), err.is_reset() && err.is_remote()) {
                 if let Some(send) = response_pipe.send_mut() {
                     send.send_reset(reason);

@@ -36,6 +36,7 @@ use http::request::Parts;
 use http::{HeaderName, Request, Response};
 use tokio::time::{Instant, Sleep};
 
+use crate::outcome::CallOutcome;
 use crate::pipe::{BodySource, Pipe, PipeError};
 use crate::status::{CallFailure, UpstreamLabel};
 use crate::{CallLease, Upstream, deadline, headers};
@@ -205,6 +206,7 @@ impl<'u, S: BodySource> Call<'u, S> {
             if lease.is_unprocessed(&err, stream_id) {
                 return Attempt::Unprocessed(failure);
             }
+            lease.set_outcome(CallOutcome::EndpointFailed);
             return Attempt::Done(Sent::Failed(failure));
         }
         // From here until the backend answers, every way out (this future
@@ -221,6 +223,10 @@ impl<'u, S: BodySource> Call<'u, S> {
                 open.request.stop_replay();
                 drop(open);
                 lease.observe_response();
+                if response.body().is_end_stream() {
+                    // Trailers-only: the status is in the headers.
+                    lease.set_outcome(CallOutcome::of_trailers(Some(response.headers())));
+                }
                 return Attempt::Done(Sent::Answered { response, lease });
             }
             Headed::Failed(err) => {
@@ -231,6 +237,7 @@ impl<'u, S: BodySource> Call<'u, S> {
                 if lease.is_unprocessed(&err, stream_id) && can_replay {
                     return Attempt::Unprocessed(self.endpoint_failure(&lease, &err));
                 }
+                lease.set_outcome(stream_outcome(&err));
                 return Attempt::Done(Sent::Failed(self.stream_failure(&lease, &err)));
             }
             Headed::Cancelled => Ended::Cancelled,
@@ -240,6 +247,11 @@ impl<'u, S: BodySource> Call<'u, S> {
         };
         // Cancels the backend stream.
         drop(open);
+        if let Ended::DeadlineExceeded = done {
+            // The endpoint sent nothing until the deadline: a frozen pod
+            // looks like this, a merely slow one answers headers first.
+            lease.set_outcome(CallOutcome::EndpointFailed);
+        }
         Attempt::Done(match done {
             Ended::Cancelled => Sent::Cancelled,
             Ended::RequestFailed(err) => Sent::RequestFailed(err),
@@ -347,6 +359,16 @@ async fn lease(
             CallFailure::NoEndpoint(err)
         }
     })
+}
+
+/// How a backend stream that failed before any response counts against
+/// its endpoint: a reset that says "not now" (REFUSED_STREAM, NO_ERROR)
+/// does not; a broken connection or any other reset does.
+pub fn stream_outcome(err: &h2::Error) -> CallOutcome {
+    match err.reason() {
+        Some(Reason::REFUSED_STREAM | Reason::NO_ERROR) => CallOutcome::Neutral,
+        _ => CallOutcome::EndpointFailed,
+    }
 }
 
 /// Whether `sleep` (a call's deadline) has fired, registering for its

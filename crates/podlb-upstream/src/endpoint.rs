@@ -51,6 +51,7 @@ use crate::ConnectionSettings;
 use crate::goaway::{GoawaySignal, GoawaySniffer};
 use crate::http1::Http1Backoff;
 use crate::keepalive::{Keepalive, KeepaliveInterval, ReadActivity};
+use crate::outcome::CallOutcome;
 use crate::upstream::Endpoints;
 use crate::waiters::Waiters;
 
@@ -196,6 +197,13 @@ impl EndpointConnection {
             self.wake.notify_one();
         }
         Lease::Full
+    }
+
+    /// Counts how a call went on the endpoint, once per call (from its
+    /// lease's drop).
+    fn record_outcome(&self, outcome: CallOutcome) {
+        // Outlier detection reads these (issue 13); nothing yet.
+        let _ = outcome;
     }
 
     /// Whether a connection that can take calls exists now.
@@ -512,6 +520,8 @@ pub struct CallLease {
     /// The stream was opened after the backend began a graceful GOAWAY
     /// (the lease was taken just before it arrived).
     opened_after_goaway: bool,
+    /// How the call went on the endpoint, reported when the lease drops.
+    outcome: CallOutcome,
 }
 
 /// The epoch of the latency estimates.
@@ -529,6 +539,7 @@ impl CallLease {
             conn,
             started: Instant::now(),
             opened_after_goaway: false,
+            outcome: CallOutcome::Neutral,
         }
     }
 
@@ -594,6 +605,17 @@ impl CallLease {
         );
     }
 
+    /// Records how the call went on the endpoint; the last one recorded is
+    /// reported when the lease drops (`outcome.rs`).
+    pub fn set_outcome(&mut self, outcome: CallOutcome) {
+        self.outcome = outcome;
+    }
+
+    /// The outcome recorded so far.
+    pub fn outcome(&self) -> CallOutcome {
+        self.outcome
+    }
+
     fn unprocessed(&self, reason: &str) -> SendError {
         SendError::Unprocessed {
             addr: self.endpoint.addr,
@@ -606,6 +628,7 @@ impl Drop for CallLease {
     fn drop(&mut self) {
         self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.endpoint.load.end();
+        self.endpoint.record_outcome(self.outcome);
         self.endpoint.waiters.stream_freed();
     }
 }

@@ -20,7 +20,10 @@ use bytes::Bytes;
 use h2::{RecvStream, SendStream};
 use http::HeaderMap;
 
+use tonic::Code;
+
 use crate::framing::MessageSizeGuard;
+use crate::outcome::grpc_status;
 
 /// Where a pipe reads a body from: chunks of data, then trailers.
 pub trait BodySource: Unpin {
@@ -107,6 +110,8 @@ pub struct Pipe<S = RecvStream> {
     stage: Stage,
     limit: Option<MessageSizeGuard>,
     replay: Option<Replay>,
+    /// The gRPC status of the trailers that went through, once they did.
+    trailers_status: Option<Code>,
 }
 
 impl<S: BodySource> Pipe<S> {
@@ -122,6 +127,7 @@ impl<S: BodySource> Pipe<S> {
             stage: if ended { Stage::Done } else { Stage::Data },
             limit: limit.map(MessageSizeGuard::new),
             replay: replayable.then(Replay::default),
+            trailers_status: None,
         }
     }
 
@@ -184,6 +190,12 @@ impl<S: BodySource> Pipe<S> {
         self.send.as_mut()
     }
 
+    /// The gRPC status in the trailers that went through, once they did
+    /// (a response's final status).
+    pub fn trailers_status(&self) -> Option<Code> {
+        self.trailers_status
+    }
+
     /// Moves as much as flow control allows; `Ready(Ok)` once the body and
     /// its trailers (or end of stream) went through.
     pub fn poll_pipe(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PipeError<S::Error>>> {
@@ -212,13 +224,19 @@ impl<S: BodySource> Pipe<S> {
                     let Some(send) = self.send.as_mut() else {
                         return Poll::Pending;
                     };
-                    match &trailers {
-                        Some(t) => send.send_trailers(t.clone()),
+                    self.trailers_status = trailers.as_ref().and_then(grpc_status);
+                    // Only a replayable pipe keeps a copy of the trailers.
+                    let kept = match (&mut self.replay, &trailers) {
+                        (Some(_), Some(t)) => Some(t.clone()),
+                        _ => None,
+                    };
+                    match trailers {
+                        Some(t) => send.send_trailers(t),
                         None => send.send_data(Bytes::new(), true),
                     }
                     .map_err(PipeError::Send)?;
                     if let Some(replay) = &mut self.replay {
-                        replay.trailers = trailers;
+                        replay.trailers = kept;
                         replay.ended = true;
                     }
                     self.stage = Stage::Done;
