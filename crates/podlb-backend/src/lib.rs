@@ -10,6 +10,10 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
+pub use tonic_health::server::HealthReporter;
+use tonic_health::server::HealthService;
 
 /// Code generated from `proto/helloworld.proto`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
@@ -57,13 +61,40 @@ pub async fn serve(
     id: impl Into<String>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
+    serve_with_health(listener, id, HealthReporter::new(), shutdown).await
+}
+
+/// [`serve`], with the health service reporting through `health`: the
+/// caller can say NOT_SERVING (for the whole server, `""`, or the greeter
+/// service) and SERVING again. Both start SERVING.
+pub async fn serve_with_health(
+    listener: TcpListener,
+    id: impl Into<String>,
+    health: HealthReporter,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    health
         .set_serving::<pb::greeter_server::GreeterServer<Greeter>>()
         .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let health_service = HealthServer::new(HealthService::from_health_reporter(health));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health_service)
+        .add_service(pb::greeter_server::GreeterServer::new(Greeter::new(id)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// Serves only the greeter, with no health service (a backend that does
+/// not implement `grpc.health.v1`), until `shutdown` resolves.
+pub async fn serve_without_health(
+    listener: TcpListener,
+    id: impl Into<String>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
         .add_service(pb::greeter_server::GreeterServer::new(Greeter::new(id)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

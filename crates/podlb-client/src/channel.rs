@@ -18,7 +18,7 @@ use http_body::Body;
 use podlb_balance::{Load, PolicyChoice, PolicyKind};
 use podlb_core::{EndpointAddr, Target, TargetKind};
 use podlb_discovery::{BootstrapSource, Discovery, DiscoveryOptions, DnsOptions};
-use podlb_upstream::{ConnectionSettings, Upstream};
+use podlb_upstream::{ConnectionSettings, Health, HealthCheckSettings, Upstream};
 
 use crate::Error;
 use crate::body::{BoxError, ResponseBody};
@@ -59,6 +59,8 @@ pub struct EndpointStatus {
     pub state: EndpointState,
     /// Calls in flight on it.
     pub in_flight: u64,
+    /// What active health checks say of it (`Unchecked` without them).
+    pub health: Health,
 }
 
 impl Channel {
@@ -91,6 +93,7 @@ impl Channel {
                 addr: e.addr(),
                 state: e.state(),
                 in_flight: e.in_flight(),
+                health: e.health(),
             })
             .collect()
     }
@@ -174,6 +177,16 @@ impl Builder {
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.connection.keepalive_interval = Some(interval);
         self.connection.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Active health checks (`grpc.health.v1`, Watch else Check) of every
+    /// endpoint: one whose server says NOT_SERVING takes no calls until it
+    /// says SERVING again. Off by default (passive outlier detection needs
+    /// nothing of the servers); a server without the health service is
+    /// not checked, and takes calls.
+    pub fn health_check(mut self, checks: HealthCheckSettings) -> Self {
+        self.connection.health_check = Some(checks);
         self
     }
 

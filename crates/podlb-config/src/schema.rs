@@ -133,6 +133,9 @@ pub struct Upstream {
     /// HTTP/2 keepalive PINGs to the endpoints (off by default).
     #[serde(default)]
     pub keepalive: Keepalive,
+    /// Active health checks (`grpc.health.v1`) of each endpoint; off
+    /// unless the section is given.
+    pub health_check: Option<HealthCheck>,
     /// Settings of the `peak_ewma` policy.
     #[serde(default)]
     pub peak_ewma: PeakEwma,
@@ -171,6 +174,28 @@ pub struct Keepalive {
     /// How long to wait for the PING's answer before the connection is
     /// taken for dead. Default `20s`.
     pub timeout: Option<Spanned<String>>,
+}
+
+/// Active health checks: `upstreams[i].health_check`. Each endpoint asks
+/// its backend's `grpc.health.v1.Health` service (Watch, else Check every
+/// `interval`); one that says NOT_SERVING takes no new calls. A backend
+/// without the health service is not checked, and takes calls.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The service name asked about. Default `""`: the whole server.
+    pub service: Option<String>,
+    /// Between two Checks, and before a broken Watch is opened again, a
+    /// duration. Default `5s`.
+    pub interval: Option<Spanned<String>>,
+    /// How long a Check, or a Watch's first answer, may take. Default `1s`.
+    pub timeout: Option<Spanned<String>>,
+    /// Failed checks in a row (timed out, broken) before the endpoint takes
+    /// no calls. Default 2. An explicit NOT_SERVING counts at once.
+    pub unhealthy_threshold: Option<Spanned<u64>>,
+    /// SERVING answers in a row before an unhealthy endpoint takes calls
+    /// again. Default 1.
+    pub healthy_threshold: Option<Spanned<u64>>,
 }
 
 /// Reconnect delays: `upstreams[i].backoff`.

@@ -13,7 +13,7 @@ use podlb_proxy::{
     DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ListenerLimits,
     ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
-use podlb_upstream::ConnectionSettings;
+use podlb_upstream::{ConnectionSettings, HealthCheckSettings};
 use serde_saphyr::Spanned;
 
 use crate::schema;
@@ -185,6 +185,39 @@ impl Cx<'_> {
         })
     }
 
+    /// `upstreams[i].health_check`.
+    fn health_check(
+        &self,
+        checks: &schema::HealthCheck,
+        field: &str,
+    ) -> Result<HealthCheckSettings, Error> {
+        let default = HealthCheckSettings::default();
+        let duration = |value: &Option<Spanned<String>>, key: &str, default| match value {
+            Some(value) => self.positive_duration(value, &format!("{field}.{key}")),
+            None => Ok(default),
+        };
+        const THRESHOLD: (std::ops::RangeInclusive<u64>, &str) = (1..=1000, "1..=1000");
+        let threshold = |value: &Option<Spanned<u64>>, key: &str, default| match value {
+            Some(value) => self.limit(value, &format!("{field}.{key}"), &THRESHOLD),
+            None => Ok(default),
+        };
+        Ok(HealthCheckSettings {
+            service: checks.service.clone().unwrap_or_default(),
+            interval: duration(&checks.interval, "interval", default.interval)?,
+            timeout: duration(&checks.timeout, "timeout", default.timeout)?,
+            unhealthy_threshold: threshold(
+                &checks.unhealthy_threshold,
+                "unhealthy_threshold",
+                default.unhealthy_threshold,
+            )?,
+            healthy_threshold: threshold(
+                &checks.healthy_threshold,
+                "healthy_threshold",
+                default.healthy_threshold,
+            )?,
+        })
+    }
+
     /// A 32-bit HTTP/2 setting within `range`.
     fn limit(
         &self,
@@ -339,6 +372,10 @@ impl Cx<'_> {
                 "keepalive.timeout",
                 default.keepalive_timeout,
             )?,
+            health_check: match &upstream.health_check {
+                Some(checks) => Some(self.health_check(checks, &format!("{field}.health_check"))?),
+                None => None,
+            },
         };
         if settings.backoff_initial > settings.backoff_max {
             // Point at whichever of the two was written; `initial` first.

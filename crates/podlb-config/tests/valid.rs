@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use podlb_balance::{PolicyChoice, PolicyKind};
 use podlb_proxy::{DEFAULT_GRACE_PERIOD, RouteConfig, RouteMatch};
-use podlb_upstream::ConnectionSettings;
+use podlb_upstream::{ConnectionSettings, HealthCheckSettings};
 
 const EXAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -55,6 +55,7 @@ fn example_config_becomes_the_expected_proxy_config() {
 }
 
 #[test]
+#[allow(clippy::needless_update)] // fields added later keep their defaults
 fn every_setting_is_read_from_the_file() {
     let text = "\
 listeners:
@@ -76,6 +77,7 @@ upstreams:
     backoff: { initial: 1s, max: 1m }
     peak_ewma: { decay: 3s }
     http2: { stream_window: 65535, connection_window: 2147483647 }
+    health_check: { service: x.Y, interval: 2s, timeout: 500ms, unhealthy_threshold: 3 }
 shutdown:
   grace_period: 0s
 ";
@@ -96,6 +98,15 @@ shutdown:
             connection_window: (1 << 31) - 1,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
+            health_check: Some(HealthCheckSettings {
+                service: "x.Y".into(),
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_millis(500),
+                unhealthy_threshold: 3,
+                healthy_threshold: 1,
+            }),
+            // Fields added later keep their defaults here.
+            ..ConnectionSettings::default()
         }
     );
     assert_eq!(config.grace_period, Duration::ZERO);

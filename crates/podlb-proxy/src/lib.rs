@@ -70,9 +70,11 @@ pub struct EndpointStatus {
     pub state: EndpointState,
     /// Calls in flight on it now.
     pub in_flight: u64,
+    /// What active health checks say of it (`Unchecked` without them).
+    pub health: Health,
 }
 
-pub use podlb_upstream::EndpointState;
+pub use podlb_upstream::{EndpointState, Health, HealthCheckSettings};
 
 impl ProxyHandle {
     /// Every endpoint of every upstream, with its state.
@@ -86,6 +88,7 @@ impl ProxyHandle {
                     addr: e.addr(),
                     state: e.state(),
                     in_flight: e.in_flight(),
+                    health: e.health(),
                 })
             })
             .collect()

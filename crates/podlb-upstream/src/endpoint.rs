@@ -28,6 +28,7 @@
 //! a PING is closed like a broken one, and a GOAWAY that says
 //! "too_many_pings" doubles the endpoint's interval (gRFC A8).
 
+mod health_task;
 mod lifecycle;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -49,6 +50,7 @@ pub use self::lifecycle::EndpointState;
 use self::lifecycle::{Decision, Event, Lifecycle};
 use crate::ConnectionSettings;
 use crate::goaway::{GoawaySignal, GoawaySniffer};
+use crate::health::Health;
 use crate::http1::Http1Backoff;
 use crate::keepalive::{Keepalive, KeepaliveInterval, ReadActivity};
 use crate::outcome::CallOutcome;
@@ -87,6 +89,12 @@ pub struct EndpointConnection {
     /// The keepalive interval of all its connections (off, or doubled by
     /// each "too_many_pings").
     keepalive: KeepaliveInterval,
+    /// What active health checks say ([`Health`] as a byte).
+    health: AtomicU8,
+    /// The active health checks' task, aborted on removal.
+    health_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Told of every new connection (the health checks wait for one).
+    connected: Arc<Notify>,
 }
 
 /// One HTTP/2 connection to an endpoint.
@@ -148,7 +156,20 @@ impl EndpointConnection {
             set,
             http1: Http1Backoff::new(settings.backoff_initial, settings.backoff_max),
             keepalive: KeepaliveInterval::new(settings.keepalive_interval),
+            health: AtomicU8::new(match settings.health_check {
+                Some(_) => Health::Pending.to_u8(),
+                None => Health::Unchecked.to_u8(),
+            }),
+            health_task: Mutex::new(None),
+            connected: Arc::new(Notify::new()),
         });
+        if let Some(checks) = settings.health_check.clone() {
+            let task = tokio::spawn(health_task::run(Arc::downgrade(&endpoint), checks));
+            *endpoint
+                .health_task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        }
         tokio::spawn(drive(endpoint.clone(), settings, refresh));
         endpoint
     }
@@ -158,9 +179,10 @@ impl EndpointConnection {
         self.addr
     }
 
-    /// Whether the first connect attempt is still under way.
+    /// Whether the first connect attempt is still under way, or the first
+    /// health check since (when checks are on).
     pub fn is_starting(&self) -> bool {
-        self.mirror.load(Ordering::Acquire) & STARTING != 0
+        self.mirror.load(Ordering::Acquire) & STARTING != 0 || self.health() == Health::Pending
     }
 
     /// Where the endpoint stands.
@@ -168,9 +190,42 @@ impl EndpointConnection {
         EndpointState::from_u8(self.mirror.load(Ordering::Acquire) & !STARTING)
     }
 
+    /// What active health checks say of it.
+    pub fn health(&self) -> Health {
+        Health::from_u8(self.health.load(Ordering::Acquire))
+    }
+
+    /// Sets what health checks say; a change rebuilds the ready snapshot.
+    fn set_health(&self, health: Health) {
+        if self.health.swap(health.to_u8(), Ordering::AcqRel) == health.to_u8() {
+            return;
+        }
+        if let Some(set) = self.set.upgrade() {
+            set.refresh_ready();
+        }
+        self.waiters.changed();
+    }
+
+    /// A connection that can take a stream now, for health checks.
+    fn usable_send(&self) -> Option<SendRequest<Bytes>> {
+        self.conns
+            .load()
+            .iter()
+            .find(|c| c.is_usable())
+            .map(|c| c.send.clone())
+    }
+
     /// Stops new calls and reconnects; calls in flight finish, then its
     /// connections close.
     pub fn remove(&self) {
+        if let Some(task) = self
+            .health_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
         self.change(|life, conns| {
             conns.clear();
             life.on(Event::Removed, Instant::now(), 0.0)
@@ -261,6 +316,7 @@ impl EndpointConnection {
         // A waiting call may take a stream on it, even if the state
         // (Ready) did not change.
         self.waiters.changed();
+        self.connected.notify_waiters();
         decision
     }
 
@@ -306,7 +362,9 @@ impl Load for EndpointConnection {
     /// Ready, and a usable connection exists right now: a connection that
     /// said GOAWAY or closed counts at once, before the driver has run.
     fn is_ready(&self) -> bool {
-        self.state() == EndpointState::Ready && self.has_usable_connection()
+        self.state() == EndpointState::Ready
+            && self.has_usable_connection()
+            && self.health().takes_calls()
     }
     fn in_flight(&self) -> u64 {
         self.load.in_flight()

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::HealthCheckSettings;
+
 /// How podlb connects to, and keeps connected to, each endpoint of an upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionSettings {
@@ -45,6 +47,10 @@ pub struct ConnectionSettings {
     /// connection (gRFC A8's `KEEPALIVE_TIMEOUT`). Any byte read counts as
     /// an answer. Used only with `keepalive_interval`. Default 20s.
     pub keepalive_timeout: Duration,
+    /// Active health checks (`grpc.health.v1`) of each endpoint. `None`,
+    /// the default, checks nothing: not every backend serves the health
+    /// service, and passive checks (outlier detection) need none.
+    pub health_check: Option<HealthCheckSettings>,
 }
 
 impl Default for ConnectionSettings {
@@ -58,6 +64,7 @@ impl Default for ConnectionSettings {
             connection_window: 16 << 20,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
+            health_check: None,
         }
     }
 }
