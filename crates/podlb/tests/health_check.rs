@@ -8,6 +8,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,8 +18,12 @@ use podlb_backend::pb::greeter_server::GreeterServer;
 use podlb_backend::{Greeter, GreeterClient, HealthReporter, backend_of};
 use podlb_balance::PolicyKind;
 use podlb_proxy::{Health, HealthCheckSettings};
+use std::process::Stdio;
 use support::TestProxy;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -101,6 +106,59 @@ async fn greeter_check_only(id: &str) -> (SocketAddr, Arc<AtomicBool>) {
     (addr, serving)
 }
 
+/// `tests/python/health_server.py`: a grpcio greeter with grpcio's own
+/// health service, whose status the test sets through its stdin.
+struct GrpcioHealthServer {
+    addr: SocketAddr,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl GrpcioHealthServer {
+    async fn start(id: &str) -> GrpcioHealthServer {
+        let script = podlb_testkit::python::tests_dir().join("health_server.py");
+        let mut child = Command::new(podlb_testkit::python::python())
+            .arg(&script)
+            .arg(id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start health_server.py");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = stdout.next_line().await.unwrap().unwrap_or_default();
+        let port: u16 = line
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("health_server.py printed {line:?}; see its stderr"));
+        GrpcioHealthServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sets the server's health (`SERVING` or `NOT_SERVING`) and waits
+    /// until it says it did.
+    async fn set(&mut self, status: &str) {
+        self.stdin
+            .write_all(format!("{status}\n").as_bytes())
+            .await
+            .unwrap();
+        let said = self.stdout.next_line().await.unwrap().unwrap_or_default();
+        assert_eq!(said, format!("SET {status}"));
+    }
+}
+
+impl Drop for GrpcioHealthServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
 fn checks() -> HealthCheckSettings {
     HealthCheckSettings {
         interval: Duration::from_millis(100),
@@ -174,6 +232,30 @@ async fn a_not_serving_backend_takes_no_calls_until_it_serves_again() {
     health_of(&proxy, a2, Health::Serving).await;
     let after = calls(&mut client, 30).await;
     assert!(count(&after, "h2") >= 5, "h2 is back: {after:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn grpcio_health_service_takes_a_backend_out_and_back() {
+    let mut p1 = GrpcioHealthServer::start("py1").await;
+    let p2 = GrpcioHealthServer::start("py2").await;
+    let (a3, _r3) = greeter_with_health("h3").await;
+    let proxy = proxy(&[p1.addr, p2.addr, a3]).await;
+    for addr in [p1.addr, p2.addr, a3] {
+        health_of(&proxy, addr, Health::Serving).await;
+    }
+    let mut client = client(&proxy).await;
+    assert!(count(&calls(&mut client, 30).await, "py1") >= 5);
+
+    p1.set("NOT_SERVING").await;
+    health_of(&proxy, p1.addr, Health::NotServing).await;
+    let during = calls(&mut client, 60).await;
+    assert_eq!(count(&during, "py1"), 0, "{during:?}");
+    assert!(count(&during, "py2") >= 20, "{during:?}");
+
+    p1.set("SERVING").await;
+    health_of(&proxy, p1.addr, Health::Serving).await;
+    assert!(count(&calls(&mut client, 30).await, "py1") >= 5);
     proxy.stop().await;
 }
 
