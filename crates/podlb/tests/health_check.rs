@@ -18,9 +18,7 @@ use podlb_backend::pb::greeter_server::GreeterServer;
 use podlb_backend::{Greeter, GreeterClient, HealthReporter, backend_of};
 use podlb_balance::PolicyKind;
 use podlb_proxy::{Health, HealthCheckSettings};
-use std::process::Stdio;
 use support::TestProxy;
-
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
