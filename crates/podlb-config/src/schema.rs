@@ -180,7 +180,9 @@ pub struct Backoff {
     /// The delay after the first failure, a duration; it doubles on each
     /// further failure, with jitter. Default `100ms`; not longer than `max`.
     pub initial: Option<Spanned<String>>,
-    /// The longest delay, a duration. Default `10s`.
+    /// The longest delay, jitter included, a duration: an endpoint that is
+    /// still listed but down is tried again at least this often, so it is
+    /// back in rotation within `max` of coming back. Default `1s`.
     pub max: Option<Spanned<String>>,
 }
 

@@ -145,7 +145,7 @@ fn backoff_initial_above_max_is_refused() {
     assert_eq!(
         error_of("backoff_order.yaml"),
         "backoff_order.yaml:10:25: upstreams[0].backoff.initial: \
-         backoff.initial (20s) is longer than backoff.max (10s)"
+         backoff.initial (20s) is longer than backoff.max (1s)"
     );
 }
 

@@ -130,12 +130,12 @@ upstreams:
 fn a_backoff_cap_alone_keeps_the_default_first_delay() {
     let text = "\
 listeners: [{ name: p, address: 127.0.0.1:7000, routes: [{ upstream: u }] }]
-upstreams: [{ name: u, target: 'static:///127.0.0.1:1', backoff: { max: 1s } }]
+upstreams: [{ name: u, target: 'static:///127.0.0.1:1', backoff: { max: 3s } }]
 ";
     let config = podlb_config::parse(text, "t.yaml").unwrap();
     let connection = &config.upstreams[0].connection;
     assert_eq!(connection.backoff_initial, Duration::from_millis(100));
-    assert_eq!(connection.backoff_max, Duration::from_secs(1));
+    assert_eq!(connection.backoff_max, Duration::from_secs(3));
 }
 
 #[test]

@@ -10,7 +10,16 @@ pub struct ConnectionSettings {
     /// The first reconnect delay after a failure; it doubles on each further
     /// failure, with jitter. Default 100ms.
     pub backoff_initial: Duration,
-    /// The cap of the reconnect delay. Default 10s.
+    /// The longest reconnect delay, jitter included: an endpoint that
+    /// discovery still lists is tried again at least this often while it is
+    /// down. Default 1s.
+    ///
+    /// One second, not gRPC's 120 s nor the 10 s podlb had: a pod restarted
+    /// in place (same address) gets calls again within a second of
+    /// listening, where a longer cap leaves it idle for as long while the
+    /// others carry its load. The cost is one connect attempt per second per
+    /// dead endpoint that is still listed; a refused connect costs a SYN and
+    /// a RST, and discovery drops a pod that is really gone.
     pub backoff_max: Duration,
     /// Time constant of the `peak_ewma` latency estimate. Default 10s.
     pub ewma_decay: Duration,
@@ -52,7 +61,7 @@ impl Default for ConnectionSettings {
         ConnectionSettings {
             connect_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(1),
             ewma_decay: Duration::from_secs(10),
             stream_window: 1 << 20,
             connection_window: 16 << 20,
