@@ -133,6 +133,10 @@ pub struct Upstream {
     /// HTTP/2 keepalive PINGs to the endpoints (off by default).
     #[serde(default)]
     pub keepalive: Keepalive,
+    /// PINGs to connections that have calls in flight but read nothing
+    /// (on by default): how a frozen endpoint is found.
+    #[serde(default)]
+    pub stall_detection: StallDetection,
     /// Settings of the `peak_ewma` policy.
     #[serde(default)]
     pub peak_ewma: PeakEwma,
@@ -171,6 +175,24 @@ pub struct Keepalive {
     /// How long to wait for the PING's answer before the connection is
     /// taken for dead. Default `20s`.
     pub timeout: Option<Spanned<String>>,
+}
+
+/// Stalled connections: `upstreams[i].stall_detection`. A connection that
+/// has calls in flight and reads nothing for `after` is sent an HTTP/2
+/// PING; if nothing at all is read for `ping_timeout` after it, the
+/// connection is closed (its calls fail with UNAVAILABLE) and the endpoint
+/// takes no calls until it answers again. After an answered PING the next
+/// waits for the endpoint to send HEADERS or DATA (or 5 minutes), so gRPC
+/// servers never count it toward GOAWAY `too_many_pings`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StallDetection {
+    /// How long a connection with calls in flight may read nothing before
+    /// a PING, a duration, or `off` for no stall detection. Default `1s`.
+    pub after: Option<Spanned<String>>,
+    /// How long the PING may go unanswered before the connection is
+    /// closed, a duration. Default `1s`.
+    pub ping_timeout: Option<Spanned<String>>,
 }
 
 /// Reconnect delays: `upstreams[i].backoff`.

@@ -74,6 +74,7 @@ upstreams:
     policy: peak_ewma
     connect_timeout: 250ms
     backoff: { initial: 1s, max: 1m }
+    stall_detection: { after: 250ms, ping_timeout: 2s }
     peak_ewma: { decay: 3s }
     http2: { stream_window: 65535, connection_window: 2147483647 }
 shutdown:
@@ -96,6 +97,8 @@ shutdown:
             connection_window: (1 << 31) - 1,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
+            stall_after: Some(Duration::from_millis(250)),
+            stall_ping_timeout: Duration::from_secs(2),
         }
     );
     assert_eq!(config.grace_period, Duration::ZERO);
@@ -124,6 +127,21 @@ upstreams:
     assert_eq!(upstream.connection, ConnectionSettings::default());
     assert_eq!(upstream.max_message_bytes, None);
     assert_eq!(config.grace_period, DEFAULT_GRACE_PERIOD);
+}
+
+#[test]
+fn stall_detection_is_on_by_default_and_off_turns_it_off() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:7000, routes: [{ upstream: u }] }]
+upstreams:
+  - { name: u, target: 'static:///127.0.0.1:1' }
+  - { name: v, target: 'static:///127.0.0.1:2', stall_detection: { after: off } }
+";
+    let config = podlb_config::parse(text, "t.yaml").unwrap();
+    let on = &config.upstreams[0].connection;
+    assert_eq!(on.stall_after, Some(Duration::from_secs(1)));
+    assert_eq!(on.stall_ping_timeout, Duration::from_secs(1));
+    assert_eq!(config.upstreams[1].connection.stall_after, None);
 }
 
 #[test]

@@ -54,6 +54,33 @@ pub struct ConnectionSettings {
     /// connection (gRFC A8's `KEEPALIVE_TIMEOUT`). Any byte read counts as
     /// an answer. Used only with `keepalive_interval`. Default 20s.
     pub keepalive_timeout: Duration,
+    /// How long a connection that has calls in flight may read nothing
+    /// before podlb sends it an HTTP/2 PING to check that the backend is
+    /// not frozen. `None` turns stall detection off. Default `Some(1s)`.
+    ///
+    /// A frozen backend (a stopped process, a hung node) keeps its TCP
+    /// connections open and its kernel ACKs what is sent: without this,
+    /// calls wait for their deadlines and new ones keep coming. A second
+    /// is short next to the deadlines gRPC calls carry, and long next to
+    /// the gap between frames of a backend at work; a backend that takes
+    /// longer to answer a call is pinged, answers, and is left alone.
+    ///
+    /// On by default because it cannot earn a GOAWAY "too_many_pings": a
+    /// connection gets no further stall PING after one is answered until
+    /// the backend sends HEADERS or DATA (which resets a gRPC server's
+    /// ping strikes) or 5 minutes pass (its permitted interval), so at most
+    /// one PING can count as a strike where servers allow two.
+    pub stall_after: Option<Duration>,
+    /// How long a stall PING may go unanswered, with nothing at all read,
+    /// before the connection is closed: its calls fail at once with
+    /// UNAVAILABLE naming the endpoint, and the endpoint takes no calls
+    /// until a new connection answers a PING. Default 1s.
+    ///
+    /// Any HTTP/2 stack answers a PING at once, whatever its calls are
+    /// doing; a backend silent for a second after one is frozen, or paused
+    /// longer than its callers' patience (set it above the longest pause
+    /// the backends take, such as a stop-the-world GC).
+    pub stall_ping_timeout: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -67,6 +94,8 @@ impl Default for ConnectionSettings {
             connection_window: 16 << 20,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
+            stall_after: Some(Duration::from_secs(1)),
+            stall_ping_timeout: Duration::from_secs(1),
         }
     }
 }
