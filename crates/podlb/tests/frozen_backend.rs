@@ -144,7 +144,7 @@ async fn a_frozen_backend_leaves_rotation_within_seconds_and_returns_when_thawed
         late.len(),
         late_failed[0]
     );
-    assert!(late.len() >= 200, "the load ran: {} calls", late.len());
+    assert!(late.len() >= 50, "the load ran: {} calls", late.len());
     // The frozen server could answer none; none was sent there to wait for
     // its deadline either, or it would have failed above.
     assert!(
