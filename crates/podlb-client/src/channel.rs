@@ -190,6 +190,20 @@ impl Builder {
         self
     }
 
+    /// Stalled connections: a connection that has calls in flight and reads
+    /// nothing for `after` is sent a PING, and closed (its calls fail with
+    /// UNAVAILABLE, the endpoint takes no calls until it answers again) if
+    /// nothing is read for `ping_timeout` after it. `None` turns it off.
+    /// Defaults 1 s and 1 s: on, so a frozen server (a stopped process, its
+    /// kernel still accepting) leaves rotation within about 2.5 s. It never
+    /// earns a GOAWAY `too_many_pings`: after an answered PING the next
+    /// waits for the server to send HEADERS or DATA, or 5 minutes.
+    pub fn stall_detection(mut self, after: Option<Duration>, ping_timeout: Duration) -> Self {
+        self.connection.stall_after = after;
+        self.connection.stall_ping_timeout = ping_timeout;
+        self
+    }
+
     /// When no endpoint is ready: `false` (the default, gRPC's fail fast)
     /// answers UNAVAILABLE at once after the channel has started; `true`
     /// (gRPC's wait-for-ready) waits for an endpoint until the call's

@@ -136,6 +136,10 @@ pub struct Upstream {
     /// Active health checks (`grpc.health.v1`) of each endpoint; off
     /// unless the section is given.
     pub health_check: Option<HealthCheck>,
+    /// PINGs to connections that have calls in flight but read nothing
+    /// (on by default): how a frozen endpoint is found.
+    #[serde(default)]
+    pub stall_detection: StallDetection,
     /// Settings of the `peak_ewma` policy.
     #[serde(default)]
     pub peak_ewma: PeakEwma,
@@ -198,6 +202,24 @@ pub struct HealthCheck {
     pub healthy_threshold: Option<Spanned<u64>>,
 }
 
+/// Stalled connections: `upstreams[i].stall_detection`. A connection that
+/// has calls in flight and reads nothing for `after` is sent an HTTP/2
+/// PING; if nothing at all is read for `ping_timeout` after it, the
+/// connection is closed (its calls fail with UNAVAILABLE) and the endpoint
+/// takes no calls until it answers again. After an answered PING the next
+/// waits for the endpoint to send HEADERS or DATA (or 5 minutes), so gRPC
+/// servers never count it toward GOAWAY `too_many_pings`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StallDetection {
+    /// How long a connection with calls in flight may read nothing before
+    /// a PING, a duration, or `off` for no stall detection. Default `1s`.
+    pub after: Option<Spanned<String>>,
+    /// How long the PING may go unanswered before the connection is
+    /// closed, a duration. Default `1s`.
+    pub ping_timeout: Option<Spanned<String>>,
+}
+
 /// Reconnect delays: `upstreams[i].backoff`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,7 +227,9 @@ pub struct Backoff {
     /// The delay after the first failure, a duration; it doubles on each
     /// further failure, with jitter. Default `100ms`; not longer than `max`.
     pub initial: Option<Spanned<String>>,
-    /// The longest delay, a duration. Default `10s`.
+    /// The longest delay, jitter included, a duration: an endpoint that is
+    /// still listed but down is tried again at least this often, so it is
+    /// back in rotation within `max` of coming back. Default `1s`.
     pub max: Option<Spanned<String>>,
 }
 

@@ -376,6 +376,18 @@ impl Cx<'_> {
                 Some(checks) => Some(self.health_check(checks, &format!("{field}.health_check"))?),
                 None => None,
             },
+            stall_after: match &upstream.stall_detection.after {
+                Some(value) if value.value.trim() == "off" => None,
+                Some(value) => {
+                    Some(self.positive_duration(value, &format!("{field}.stall_detection.after"))?)
+                }
+                None => default.stall_after,
+            },
+            stall_ping_timeout: duration(
+                &upstream.stall_detection.ping_timeout,
+                "stall_detection.ping_timeout",
+                default.stall_ping_timeout,
+            )?,
         };
         if settings.backoff_initial > settings.backoff_max {
             // Point at whichever of the two was written; `initial` first.

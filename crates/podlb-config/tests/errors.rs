@@ -22,7 +22,7 @@ fn unknown_field_names_the_key_and_the_fields_there_are() {
     assert_eq!(
         error_of("unknown_field.yaml"),
         "unknown_field.yaml:10:5: upstreams[0].connect_timeot: unknown field `connect_timeot`, \
-         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, health_check, peak_ewma, http2, max_message_bytes"
+         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, health_check, stall_detection, peak_ewma, http2, max_message_bytes"
     );
 }
 
@@ -145,7 +145,7 @@ fn backoff_initial_above_max_is_refused() {
     assert_eq!(
         error_of("backoff_order.yaml"),
         "backoff_order.yaml:10:25: upstreams[0].backoff.initial: \
-         backoff.initial (20s) is longer than backoff.max (10s)"
+         backoff.initial (20s) is longer than backoff.max (1s)"
     );
 }
 

@@ -75,6 +75,7 @@ upstreams:
     policy: peak_ewma
     connect_timeout: 250ms
     backoff: { initial: 1s, max: 1m }
+    stall_detection: { after: 250ms, ping_timeout: 2s }
     peak_ewma: { decay: 3s }
     http2: { stream_window: 65535, connection_window: 2147483647 }
     health_check: { service: x.Y, interval: 2s, timeout: 500ms, unhealthy_threshold: 3 }
@@ -105,6 +106,8 @@ shutdown:
                 unhealthy_threshold: 3,
                 healthy_threshold: 1,
             }),
+            stall_after: Some(Duration::from_millis(250)),
+            stall_ping_timeout: Duration::from_secs(2),
             // Fields added later keep their defaults here.
             ..ConnectionSettings::default()
         }
@@ -138,15 +141,30 @@ upstreams:
 }
 
 #[test]
+fn stall_detection_is_on_by_default_and_off_turns_it_off() {
+    let text = "\
+listeners: [{ name: p, address: 127.0.0.1:7000, routes: [{ upstream: u }] }]
+upstreams:
+  - { name: u, target: 'static:///127.0.0.1:1' }
+  - { name: v, target: 'static:///127.0.0.1:2', stall_detection: { after: off } }
+";
+    let config = podlb_config::parse(text, "t.yaml").unwrap();
+    let on = &config.upstreams[0].connection;
+    assert_eq!(on.stall_after, Some(Duration::from_secs(1)));
+    assert_eq!(on.stall_ping_timeout, Duration::from_secs(1));
+    assert_eq!(config.upstreams[1].connection.stall_after, None);
+}
+
+#[test]
 fn a_backoff_cap_alone_keeps_the_default_first_delay() {
     let text = "\
 listeners: [{ name: p, address: 127.0.0.1:7000, routes: [{ upstream: u }] }]
-upstreams: [{ name: u, target: 'static:///127.0.0.1:1', backoff: { max: 1s } }]
+upstreams: [{ name: u, target: 'static:///127.0.0.1:1', backoff: { max: 3s } }]
 ";
     let config = podlb_config::parse(text, "t.yaml").unwrap();
     let connection = &config.upstreams[0].connection;
     assert_eq!(connection.backoff_initial, Duration::from_millis(100));
-    assert_eq!(connection.backoff_max, Duration::from_secs(1));
+    assert_eq!(connection.backoff_max, Duration::from_secs(3));
 }
 
 #[test]

@@ -99,6 +99,33 @@ impl PythonServer {
         self.addr
     }
 
+    /// Freezes the server as a stuck pod is frozen: SIGSTOP, so the process
+    /// runs no more while its kernel still accepts connections and ACKs
+    /// what is sent to it. [`PythonServer::thaw`] resumes it.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a server [`PythonServer::freeze`] stopped: SIGCONT.
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    /// Sends `signal` (a name `kill` knows) to the server process; panics
+    /// if it cannot, as a test that meant to freeze it would be wrong.
+    fn signal(&self, signal: &str) {
+        let Some(pid) = self.child.id() else {
+            panic!("server.py {} has exited: cannot send SIG{signal}", self.id);
+        };
+        // `kill` the command, not a new dependency: no signal crate here.
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("run kill -{signal} {pid}: {e}"));
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
     /// Kills the server process and waits for it to exit.
     pub async fn kill(mut self) {
         // An error means it has exited already, which is what we want.

@@ -23,9 +23,13 @@
 //! it is woken); calls already on it hold it through their lease and
 //! finish. This module moves no call bytes.
 //!
-//! With [`ConnectionSettings::keepalive_interval`] set, each connection's
-//! task also runs its keepalive (`keepalive.rs`): a connection silent after
-//! a PING is closed like a broken one, and a GOAWAY that says
+//! Each connection's task also runs its PINGs (`keepalive.rs`): stall
+//! detection (on by default: a connection with calls in flight that reads
+//! nothing for [`ConnectionSettings::stall_after`] is pinged) and, with
+//! [`ConnectionSettings::keepalive_interval`] set, gRFC A8's keepalive. A
+//! connection silent after a PING is closed like a broken one: its calls
+//! fail at once with UNAVAILABLE naming the endpoint, and the endpoint is
+//! not ready until a new connection has answered a PING. A GOAWAY that says
 //! "too_many_pings" doubles the endpoint's interval (gRFC A8).
 
 mod health_task;
@@ -52,7 +56,7 @@ use crate::ConnectionSettings;
 use crate::goaway::{GoawaySignal, GoawaySniffer};
 use crate::health::Health;
 use crate::http1::Http1Backoff;
-use crate::keepalive::{Keepalive, KeepaliveInterval, ReadActivity};
+use crate::keepalive::{Keepalive, KeepaliveInterval, ReadActivity, StallRule};
 use crate::outcome::CallOutcome;
 use crate::upstream::Endpoints;
 use crate::waiters::Waiters;
@@ -489,22 +493,28 @@ async fn connect(
             }
         }
         let closed = Arc::new(AtomicBool::new(false));
-        let keepalive = Keepalive::new(ping, settings.keepalive_timeout, activity);
-        tokio::spawn(run_connection(
-            endpoint.clone(),
-            connection,
-            goaway.clone(),
-            closed.clone(),
-            keepalive,
-        ));
+        let stall = settings.stall_after.map(|after| StallRule {
+            after,
+            timeout: settings.stall_ping_timeout,
+        });
+        let keepalive = Keepalive::new(ping, settings.keepalive_timeout, stall, activity);
         let max_streams = send.current_max_send_streams();
-        Ok(Arc::new(H2Connection {
+        let conn = Arc::new(H2Connection {
             send,
             in_flight: AtomicUsize::new(0),
             max_streams: AtomicUsize::new(max_streams),
+            goaway: goaway.clone(),
+            closed: closed.clone(),
+        });
+        tokio::spawn(run_connection(
+            endpoint.clone(),
+            connection,
+            Arc::downgrade(&conn),
             goaway,
             closed,
-        }))
+            keepalive,
+        ));
+        Ok(conn)
     };
     match tokio::time::timeout(settings.connect_timeout, attempt).await {
         Ok(result) => result,
@@ -512,18 +522,24 @@ async fn connect(
     }
 }
 
-/// Drives one connection, and its keepalive, until it closes or the
-/// keepalive finds it dead; then tells the endpoint.
+/// Drives one connection, and its PINGs, until it closes or a PING finds
+/// it dead; then tells the endpoint. `conn` is weak: the calls and the
+/// endpoint's list hold the connection, and h2 closes it once they let go.
 async fn run_connection(
     endpoint: Arc<EndpointConnection>,
     mut connection: h2::client::Connection<GoawaySniffer<TcpStream>, Bytes>,
+    conn: Weak<H2Connection>,
     goaway: Arc<GoawaySignal>,
     closed: Arc<AtomicBool>,
     mut keepalive: Keepalive,
 ) {
+    let in_flight = || {
+        conn.upgrade()
+            .map_or(0, |c| c.in_flight.load(Ordering::Relaxed))
+    };
     let ended = tokio::select! {
         ended = &mut connection => Ok(ended),
-        dead = keepalive.watch(&endpoint.keepalive, || goaway.too_many_pings()) => Err(dead),
+        dead = keepalive.watch(&endpoint.keepalive, in_flight, || goaway.too_many_pings()) => Err(dead),
     };
     closed.store(true, Ordering::Release);
     // Closes the socket; calls still on a dead connection fail now rather
@@ -535,6 +551,11 @@ async fn run_connection(
             tracing::info!(upstream = %upstream, endpoint = %addr, "connection lost: {err}");
         }
         Ok(_) => {}
+        Err(dead) if dead.stall => tracing::warn!(
+            upstream = %upstream, endpoint = %addr,
+            "no answer to a PING for {:?} with {} calls in flight: connection closed",
+            dead.silent, dead.in_flight
+        ),
         Err(dead) => tracing::warn!(
             upstream = %upstream, endpoint = %addr,
             "no answer to a keepalive PING for {:?}: connection closed", dead.silent

@@ -11,8 +11,11 @@
 //! The same walk reads each GOAWAY's error code and the start of its debug
 //! data, so the keepalive learns of `ENHANCE_YOUR_CALM` "too_many_pings"
 //! (gRFC A8), and marks every read in a [`ReadActivity`], the keepalive's
-//! sign of life. It hands both to the endpoint; it never blocks, allocates or
-//! buffers more than a GOAWAY's first [`DEBUG_KEPT`] bytes of debug data.
+//! sign of life, with whether the backend has sent HEADERS or DATA since
+//! its last PING ACK: what servers count ping strikes by, so what the stall
+//! PINGs are paced by (`keepalive.rs`). It hands all of it to the endpoint;
+//! it never blocks, allocates or buffers more than a GOAWAY's first
+//! [`DEBUG_KEPT`] bytes of debug data.
 //!
 //! ```text
 //!  frame: length(3) type(1) flags(1) stream(4) │ payload(length)
@@ -32,8 +35,12 @@ use crate::keepalive::ReadActivity;
 use crate::reset_pacer::ResetPacer;
 
 const FRAME_HEADER_LEN: usize = 9;
+const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
+/// The ACK flag of a PING frame.
+const ACK: u8 = 0x1;
 /// A GOAWAY payload's fixed part: last-stream-id and error code.
 const GOAWAY_FIXED_LEN: usize = 8;
 /// How much of a GOAWAY's debug data is kept; the rest is skipped.
@@ -126,6 +133,30 @@ impl GoawaySignal {
     }
 }
 
+/// The header of one frame read: what the sniffer acts on besides GOAWAY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameHead {
+    /// The frame type.
+    pub(crate) kind: u8,
+    /// The frame flags.
+    pub(crate) flags: u8,
+    /// The stream id, reserved bit included.
+    pub(crate) stream: u32,
+}
+
+impl FrameHead {
+    /// Whether the backend answered a PING: a PING frame with ACK.
+    pub(crate) fn is_ping_ack(&self) -> bool {
+        self.kind == PING && self.flags & ACK != 0
+    }
+
+    /// Whether it is HEADERS or DATA: a frame whose sending resets a gRPC
+    /// server's ping strikes (grpc-go, grpc-java and C-core alike).
+    pub(crate) fn resets_ping_strikes(&self) -> bool {
+        self.kind == HEADERS || self.kind == DATA
+    }
+}
+
 /// Walks frame boundaries across reads.
 #[derive(Debug, Default)]
 pub(crate) struct FrameScanner {
@@ -182,12 +213,12 @@ impl GoawayReader {
 
 impl FrameScanner {
     /// Scans `data`, handing each GOAWAY completed in it to `on_goaway` and
-    /// the stream id of each HEADERS frame to `on_headers`.
+    /// the header of every frame to `on_frame`, in the order they came.
     pub(crate) fn scan(
         &mut self,
         mut data: &[u8],
         mut on_goaway: impl FnMut(&Goaway),
-        mut on_headers: impl FnMut(u32),
+        mut on_frame: impl FnMut(FrameHead),
     ) {
         while !data.is_empty() {
             if self.payload_left > 0 {
@@ -212,9 +243,11 @@ impl FrameScanner {
                 let h = self.header;
                 self.header_len = 0;
                 self.payload_left = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
-                if h[3] == HEADERS {
-                    on_headers(u32::from_be_bytes([h[5], h[6], h[7], h[8]]));
-                }
+                on_frame(FrameHead {
+                    kind: h[3],
+                    flags: h[4],
+                    stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]),
+                });
                 // A shorter GOAWAY is malformed; h2 fails the connection.
                 self.goaway = (h[3] == GOAWAY && self.payload_left >= GOAWAY_FIXED_LEN)
                     .then(|| GoawayReader::new(self.payload_left));
@@ -256,11 +289,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for GoawaySniffer<T> {
             let read = &buf.filled()[before..];
             if !read.is_empty() {
                 this.activity.mark();
-                let signal = &this.signal;
+                let (signal, activity) = (&this.signal, &this.activity);
                 this.scanner.scan(
                     read,
                     |goaway| signal.record(goaway),
-                    |id| signal.resets.answered(id),
+                    |head| {
+                        if head.kind == HEADERS {
+                            signal.resets.answered(head.stream);
+                        }
+                        activity.frame(head);
+                    },
                 );
             }
         }
@@ -336,7 +374,15 @@ mod tests {
             let mut ids = Vec::new();
             let (a, b) = bytes.split_at(split);
             for chunk in a.chunks(4).chain(b.chunks(4)) {
-                scanner.scan(chunk, |_| {}, |id| ids.push(id));
+                scanner.scan(
+                    chunk,
+                    |_| {},
+                    |head| {
+                        if head.kind == HEADERS {
+                            ids.push(head.stream)
+                        }
+                    },
+                );
             }
             assert_eq!(ids, [3, 5], "split at {split}");
         }

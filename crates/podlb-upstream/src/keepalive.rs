@@ -1,38 +1,73 @@
-//! Client-side HTTP/2 keepalive, as gRFC A8 specifies: a PING on a quiet
-//! connection every interval, and a connection that stays silent after one
-//! is dead.
+//! A connection's PINGs: gRFC A8's keepalive on a quiet connection, and
+//! stall detection on a connection that has calls in flight but reads
+//! nothing. One schedule decides both, so there is one PINGer per
+//! connection (h2 gives one PING handle) and one rule for how often.
 //!
 //! ```text
-//!        interval passed, nothing read            PONG, or any byte
-//!  quiet ─────────────────────────────► PING out ─────────────────► quiet
-//!    ▲ │ bytes read during the interval    │ nothing read for keepalive_timeout
-//!    └─┘ (the peer is alive: no PING)      ▼
-//!                                        dead: the endpoint closes the connection
-//!                                        and its driver reconnects
+//!                 look (every stall_after / 2, and when keepalive is due)
+//!   quiet ───────────────────────────────────────────────────────────┐
+//!     ▲    calls in flight, nothing read for stall_after, armed      │
+//!     │    ──► stall PING: answered within stall_ping_timeout? ──────┤
+//!     │    nothing read for keepalive_interval (gRFC A8)             │
+//!     │    ──► keepalive PING: answered within keepalive_timeout? ───┤
+//!     │                                                              │
+//!     └──── PONG, or any byte (then wait on for the PONG) ◄──── yes ─┘
+//!                                          no: dead, the endpoint closes
+//!                                          the connection and reconnects
 //!
-//!  GOAWAY ENHANCE_YOUR_CALM "too_many_pings" ─► the endpoint's interval doubles
-//!                                              (every connection of it, from its next PING)
+//!  a stall PING answered ─► disarmed until the backend sends HEADERS or DATA
+//!                           after that PONG, or 5 minutes pass
+//!  GOAWAY ENHANCE_YOUR_CALM "too_many_pings" ─► no more PINGs on it, and the
+//!                           endpoint's keepalive interval doubles
 //! ```
 //!
-//! This module owns the timing only. The endpoint (`endpoint.rs`) runs
-//! [`Keepalive::watch`] beside each connection, closes the connection it
+//! **Stalls** (on by default): a frozen backend (SIGSTOP, a hung kernel
+//! thread) keeps its TCP connections open and the kernel ACKs what is
+//! sent, so calls wait for their deadlines and new ones keep coming. A
+//! connection with calls in flight that read nothing for `stall_after` is
+//! sent a PING; one that reads nothing for `stall_ping_timeout` after it is
+//! closed like a broken one.
+//!
+//! **Why stall PINGs never get a connection GOAWAY "too_many_pings"**:
+//! grpc-go, grpc-java and C-core (grpcio) servers count a strike for a PING
+//! that comes sooner than 5 minutes after the previous one, reset the
+//! count when they send HEADERS or DATA, and say GOAWAY after more than 2
+//! strikes. So after a stall PING is answered no other is sent until a
+//! HEADERS or DATA frame is read after its PONG (the server then reset its
+//! count after our PING, so the next is not a strike), or 5 minutes passed
+//! (not a strike either). Only the first stall PING after a quiet spell can
+//! be a strike: at most one between two resets, where a server allows two.
+//! A backend that answers a call after 30 s, or holds an idle stream for
+//! hours, is pinged once per answer, or once per 5 minutes.
+//!
+//! **Keepalive** (off by default, gRFC A8): the interval runs from the last
+//! byte read, not from the last PING sent: a busy connection is never
+//! pinged, and a server whose permitted interval equals ours is never
+//! pinged more often than it allows (gRFC A8, "Implementations must not
+//! measure from the last keepalive PING sent").
+//!
+//! This module owns the timing only ([`Schedule`] is pure and decides; the
+//! async [`Keepalive::watch`] sends the PINGs and waits). The endpoint
+//! (`endpoint.rs`) runs it beside each connection, closes the connection it
 //! declares dead, and doubles the endpoint's [`KeepaliveInterval`] when a
 //! GOAWAY says "too_many_pings"; the GOAWAY sniffer (`goaway.rs`) marks the
 //! [`ReadActivity`] on every read. Nothing here is on a call's path: the
-//! sniffer's mark is a relaxed atomic load, and a store once per interval
-//! at most; no lock, no allocation.
-//!
-//! The interval runs from the last byte read (to within one interval), not
-//! from the last PING sent: a busy connection is never pinged, and a server
-//! whose permitted interval equals ours is never pinged more often than it
-//! allows (gRFC A8, "Implementations must not measure from the last
-//! keepalive PING sent").
+//! calls in flight are the connection's own counter, read at each look;
+//! the sniffer's marks are relaxed atomic loads, and a store when a flag
+//! changes; no lock, no allocation.
+
+mod schedule;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use h2::{Ping, PingPong};
+use tokio::time::Instant;
+
+pub(crate) use self::schedule::StallRule;
+use self::schedule::{Look, Next, PingKind, Schedule};
+use crate::goaway::FrameHead;
 
 /// The keepalive interval of one endpoint, shared by its connections.
 /// It only grows: each "too_many_pings" doubles it.
@@ -76,103 +111,176 @@ impl KeepaliveInterval {
     }
 }
 
-/// Whether a connection has read any byte since the keepalive last looked.
+/// What a connection has read, as its reader (the GOAWAY sniffer) marks it.
 #[derive(Debug, Default)]
-pub(crate) struct ReadActivity(AtomicBool);
+pub(crate) struct ReadActivity {
+    /// A byte was read since the watch last looked.
+    read: AtomicBool,
+    /// HEADERS or DATA was read since the last PING ACK.
+    spoke: AtomicBool,
+}
 
 impl ReadActivity {
     /// Notes a read. Called on every read of the connection.
     pub(crate) fn mark(&self) {
-        // Load first: the line stays shared (not written) while it is set.
-        if !self.0.load(Ordering::Relaxed) {
-            self.0.store(true, Ordering::Relaxed);
+        set(&self.read, true);
+    }
+
+    /// Notes a frame read, in the order frames came.
+    pub(crate) fn frame(&self, head: FrameHead) {
+        if head.is_ping_ack() {
+            set(&self.spoke, false);
+        } else if head.resets_ping_strikes() {
+            set(&self.spoke, true);
         }
     }
 
     /// Whether a byte was read since the last call.
     fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.read.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether HEADERS or DATA came after the last PING ACK.
+    fn spoke_since_pong(&self) -> bool {
+        self.spoke.load(Ordering::Relaxed)
     }
 }
 
-/// One connection's keepalive.
+/// Sets `flag`, loading first: on every read of a busy connection the line
+/// stays shared (not written) while the flag already holds the value.
+fn set(flag: &AtomicBool, value: bool) {
+    if flag.load(Ordering::Relaxed) != value {
+        flag.store(value, Ordering::Relaxed);
+    }
+}
+
+/// One connection's PINGs.
 #[derive(Debug)]
 pub(crate) struct Keepalive {
     ping: PingPong,
     timeout: Duration,
+    stall: Option<StallRule>,
     activity: Arc<ReadActivity>,
-    /// The interval the last PING was sent at.
+    /// The interval the last keepalive PING was sent at.
     last_interval: Option<Duration>,
 }
 
 impl Keepalive {
-    /// The keepalive of a connection whose PINGs go through `ping`; a PING
-    /// that hears nothing back for `timeout` declares it dead.
-    pub(crate) fn new(ping: PingPong, timeout: Duration, activity: Arc<ReadActivity>) -> Self {
+    /// The PINGs of a connection, sent through `ping`: a keepalive PING
+    /// that hears nothing back for `timeout` declares it dead, and `stall`
+    /// (if any) says when one with calls in flight is pinged for a stall.
+    pub(crate) fn new(
+        ping: PingPong,
+        timeout: Duration,
+        stall: Option<StallRule>,
+        activity: Arc<ReadActivity>,
+    ) -> Self {
         Keepalive {
             ping,
             timeout,
+            stall,
             activity,
             last_interval: None,
         }
     }
 
-    /// The interval the last PING was sent at: the one a "too_many_pings"
-    /// complains about. `None` before the first keepalive PING.
+    /// The interval the last keepalive PING was sent at: the one a
+    /// "too_many_pings" complains about. `None` before the first.
     pub(crate) fn last_interval(&self) -> Option<Duration> {
         self.last_interval
     }
 
-    /// Pings while `interval` is set, each time the connection has read
-    /// nothing for an interval. Returns only when a PING heard nothing back
-    /// for the timeout: the connection is dead. It stops pinging for good
-    /// (and never returns) once the connection closes or `stop` says so.
+    /// Pings as the [`Schedule`] says: on a quiet connection while
+    /// `interval` is set, and on a stalled one (`in_flight` calls, nothing
+    /// read). Returns only when a PING heard nothing back for its timeout:
+    /// the connection is dead. It stops pinging for good (and never
+    /// returns) once the connection closes or `stop` says so.
     pub(crate) async fn watch(
         &mut self,
         interval: &KeepaliveInterval,
+        in_flight: impl Fn() -> usize,
         stop: impl Fn() -> bool,
     ) -> Dead {
         // The handshake and the first PING were just read: start quiet.
         self.activity.take();
+        let mut schedule = Schedule::new(Instant::now(), self.stall, interval.get());
         loop {
-            let Some(every) = interval.get() else {
-                return std::future::pending().await;
+            let next = schedule.look(
+                Instant::now(),
+                Look {
+                    read: self.activity.take(),
+                    busy: in_flight() > 0,
+                    spoke: self.activity.spoke_since_pong(),
+                },
+                interval.get(),
+            );
+            let kind = match next {
+                Next::Sleep => return std::future::pending().await,
+                Next::LookAt(at) => {
+                    tokio::time::sleep_until(at).await;
+                    if stop() {
+                        return std::future::pending().await;
+                    }
+                    continue;
+                }
+                Next::Ping(kind) => kind,
             };
-            tokio::time::sleep(every).await;
-            if stop() {
-                return std::future::pending().await;
+            let timeout = match kind {
+                PingKind::Keepalive { interval } => {
+                    self.last_interval = Some(interval);
+                    self.timeout
+                }
+                PingKind::Stall { timeout } => timeout,
+            };
+            if let Some(silent) = self.answered(timeout).await {
+                return Dead {
+                    silent,
+                    stall: matches!(kind, PingKind::Stall { .. }),
+                    in_flight: in_flight(),
+                };
             }
-            if self.activity.take() {
-                continue;
-            }
-            self.last_interval = Some(every);
-            let pong = self.ping.ping(Ping::opaque());
-            tokio::pin!(pong);
-            loop {
-                match tokio::time::timeout(self.timeout, &mut pong).await {
-                    Ok(Ok(_)) => break,
-                    // The connection is gone; its own task says why.
-                    Ok(Err(_)) => return std::future::pending().await,
-                    // Bytes but no PONG yet (it may queue behind data): alive.
-                    Err(_) if self.activity.take() => {}
-                    Err(_) => {
-                        return Dead {
-                            silent: self.timeout,
-                        };
+            schedule.answered(Instant::now(), kind, interval.get());
+        }
+    }
+
+    /// Sends a PING and waits for its answer; returns how long it stayed
+    /// silent if nothing at all was read for `timeout`. Never returns if
+    /// the connection closes (its own task says why).
+    async fn answered(&mut self, timeout: Duration) -> Option<Duration> {
+        let pong = self.ping.ping(Ping::opaque());
+        tokio::pin!(pong);
+        loop {
+            match tokio::time::timeout(timeout, &mut pong).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(_)) => return std::future::pending().await,
+                // Bytes but no PONG yet (it may queue behind data): alive.
+                Err(_) if self.activity.take() => {}
+                Err(_) => {
+                    // This process may have been the slow one: let the
+                    // connection's task read what the kernel holds before
+                    // calling the backend dead.
+                    tokio::task::yield_now().await;
+                    if !self.activity.take() {
+                        return Some(timeout);
                     }
                 }
             }
-            // The PONG itself was a read.
-            self.activity.take();
         }
+        // The PONG itself was a read.
+        self.activity.take();
+        None
     }
 }
 
-/// A connection that answered nothing to a keepalive PING.
+/// A connection that answered nothing to a PING.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dead {
     /// How long it stayed silent after the PING.
     pub(crate) silent: Duration,
+    /// Whether it was a stall PING (else a keepalive one).
+    pub(crate) stall: bool,
+    /// Its calls in flight when it was found dead.
+    pub(crate) in_flight: usize,
 }
 
 #[cfg(test)]
@@ -235,9 +343,9 @@ mod tests {
         let (_send, mut connection) = h2::client::handshake(client).await.unwrap();
         let ping = connection.ping_pong().unwrap();
         tokio::spawn(connection);
-        let mut keepalive = Keepalive::new(ping, ms(300), activity);
+        let mut keepalive = Keepalive::new(ping, ms(300), None, activity);
         let dead = keepalive
-            .watch(&KeepaliveInterval::new(Some(ms(100))), || false)
+            .watch(&KeepaliveInterval::new(Some(ms(100))), || 1, || false)
             .await;
 
         let dead_at = start.elapsed();
@@ -246,6 +354,7 @@ mod tests {
         assert!(pings[0] >= ms(1000), "a busy connection pinged: {pings:?}");
         assert!(dead_at >= ms(2300), "dead at {dead_at:?} though bytes came");
         assert_eq!(dead.silent, ms(300));
+        assert!(!dead.stall);
         assert_eq!(keepalive.last_interval(), Some(ms(100)));
     }
 
@@ -254,6 +363,16 @@ mod tests {
     fn answering_backend(
         server: tokio::io::DuplexStream,
         start: Instant,
+    ) -> Arc<Mutex<Vec<Duration>>> {
+        answering_backend_until(server, start, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`answering_backend`], frozen (it reads and answers nothing more)
+    /// once `frozen` is set.
+    fn answering_backend_until(
+        server: tokio::io::DuplexStream,
+        start: Instant,
+        frozen: Arc<AtomicBool>,
     ) -> Arc<Mutex<Vec<Duration>>> {
         let pings = Arc::new(Mutex::new(Vec::new()));
         let seen = pings.clone();
@@ -267,6 +386,9 @@ mod tests {
                 let mut payload =
                     vec![0; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
                 from_client.read_exact(&mut payload).await.unwrap();
+                if frozen.load(Ordering::SeqCst) {
+                    return std::future::pending().await;
+                }
                 let (kind, ack) = (head[3], head[4] & 0x1 != 0);
                 if kind == 0x4 && !ack {
                     let mut settings_ack = frame(0x4, &[]);
@@ -307,8 +429,9 @@ mod tests {
                 assert_eq!(interval.double_from(ms(100)), Some(ms(200)));
             }
         });
-        let mut keepalive = Keepalive::new(ping, ms(300), activity);
-        let watched = tokio::time::timeout(ms(800), keepalive.watch(&interval, || false)).await;
+        let mut keepalive = Keepalive::new(ping, ms(300), None, activity);
+        let watched =
+            tokio::time::timeout(ms(800), keepalive.watch(&interval, || 0, || false)).await;
 
         assert!(watched.is_err(), "an answering backend was declared dead");
         // Each PING goes an interval after the last byte read. At 100 ms
@@ -352,5 +475,123 @@ mod tests {
         activity.mark();
         assert!(activity.take());
         assert!(!activity.take());
+    }
+
+    #[test]
+    fn only_headers_or_data_after_the_last_ping_ack_count_as_spoken() {
+        let head = |kind: u8, flags: u8| FrameHead {
+            kind,
+            flags,
+            stream: 1,
+        };
+        let activity = ReadActivity::default();
+        assert!(!activity.spoke_since_pong());
+        activity.frame(head(0x1, 0x4)); // HEADERS
+        assert!(activity.spoke_since_pong());
+        activity.frame(head(0x6, 0x1)); // PING ACK
+        assert!(!activity.spoke_since_pong());
+        for other in [head(0x4, 0), head(0x8, 0), head(0x3, 0), head(0x6, 0)] {
+            activity.frame(other); // SETTINGS, WINDOW_UPDATE, RST_STREAM, PING
+        }
+        assert!(!activity.spoke_since_pong(), "no strike reset in those");
+        activity.frame(head(0x0, 0)); // DATA
+        assert!(activity.spoke_since_pong());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frozen_backend_with_calls_in_flight_is_dead_after_a_stall_ping_and_its_timeout() {
+        let ms = Duration::from_millis;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let start = Instant::now();
+        // The backend answers PINGs until it freezes at 2 s: after that it
+        // reads nothing and sends nothing, as a SIGSTOPped process.
+        let frozen = Arc::new(AtomicBool::new(false));
+        let pings = answering_backend_until(server, start, frozen.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + ms(2000)).await;
+            frozen.store(true, Ordering::SeqCst);
+        });
+
+        let activity = Arc::new(ReadActivity::default());
+        let goaway = Arc::new(GoawaySignal::new(Arc::new(Notify::new())));
+        let client = GoawaySniffer::new(client, goaway, activity.clone());
+        let (_send, mut connection) = h2::client::handshake(client).await.unwrap();
+        let ping = connection.ping_pong().unwrap();
+        tokio::spawn(connection);
+        let stall = StallRule {
+            after: ms(1000),
+            timeout: ms(1000),
+        };
+        let mut keepalive = Keepalive::new(ping, ms(20_000), Some(stall), activity);
+        // A call is in flight from the start; keepalive is off.
+        let dead = keepalive
+            .watch(&KeepaliveInterval::new(None), || 3, || false)
+            .await;
+
+        let dead_at = start.elapsed();
+        let pings = pings.lock().unwrap().clone();
+        // One stall PING answered (about a second in), none after it: the
+        // backend sent no HEADERS or DATA since its PONG.
+        assert_eq!(pings.len(), 1, "{pings:?}");
+        assert!(pings[0] >= ms(1000) && pings[0] <= ms(1500), "{pings:?}");
+        assert_eq!(
+            dead,
+            Dead {
+                silent: ms(1000),
+                stall: true,
+                in_flight: 3
+            }
+        );
+        // The stall PING that found it frozen went 5 minutes after the
+        // first, when it could be no ping strike.
+        assert!(dead_at >= ms(300_000), "dead at {dead_at:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_stops_sending_with_calls_in_flight_is_dead_within_stall_after_and_timeout()
+     {
+        let ms = Duration::from_millis;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (mut from_client, mut to_client) = tokio::io::split(server);
+        let start = Instant::now();
+        // The backend sends a frame every 100 ms until 3 s, then nothing,
+        // and never answers a PING.
+        tokio::spawn(async move {
+            to_client.write_all(&frame(0x4, &[])).await.unwrap();
+            for at in (100..=3000).step_by(100) {
+                tokio::time::sleep_until(start + ms(at)).await;
+                to_client
+                    .write_all(&frame(0x8, &[0, 0, 0, 1]))
+                    .await
+                    .unwrap();
+            }
+            std::future::pending::<()>().await;
+        });
+        tokio::spawn(async move {
+            let mut sink = vec![0; 1 << 16];
+            while from_client.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        });
+
+        let activity = Arc::new(ReadActivity::default());
+        let goaway = Arc::new(GoawaySignal::new(Arc::new(Notify::new())));
+        let client = GoawaySniffer::new(client, goaway, activity.clone());
+        let (_send, mut connection) = h2::client::handshake(client).await.unwrap();
+        let ping = connection.ping_pong().unwrap();
+        tokio::spawn(connection);
+        let stall = StallRule {
+            after: ms(1000),
+            timeout: ms(1000),
+        };
+        let mut keepalive = Keepalive::new(ping, ms(20_000), Some(stall), activity);
+        let dead = keepalive
+            .watch(&KeepaliveInterval::new(None), || 1, || false)
+            .await;
+        let dead_at = start.elapsed();
+        assert!(dead.stall);
+        // Silent from 3 s: seen stalled by 4.5 s, dead a second later.
+        assert!(
+            dead_at >= ms(5000) && dead_at <= ms(5600),
+            "dead at {dead_at:?}"
+        );
     }
 }

@@ -12,7 +12,16 @@ pub struct ConnectionSettings {
     /// The first reconnect delay after a failure; it doubles on each further
     /// failure, with jitter. Default 100ms.
     pub backoff_initial: Duration,
-    /// The cap of the reconnect delay. Default 10s.
+    /// The longest reconnect delay, jitter included: an endpoint that
+    /// discovery still lists is tried again at least this often while it is
+    /// down. Default 1s.
+    ///
+    /// One second, not gRPC's 120 s nor the 10 s podlb had: a pod restarted
+    /// in place (same address) gets calls again within a second of
+    /// listening, where a longer cap leaves it idle for as long while the
+    /// others carry its load. The cost is one connect attempt per second per
+    /// dead endpoint that is still listed; a refused connect costs a SYN and
+    /// a RST, and discovery drops a pod that is really gone.
     pub backoff_max: Duration,
     /// Time constant of the `peak_ewma` latency estimate. Default 10s.
     pub ewma_decay: Duration,
@@ -51,6 +60,33 @@ pub struct ConnectionSettings {
     /// the default, checks nothing: not every backend serves the health
     /// service, and passive checks (outlier detection) need none.
     pub health_check: Option<HealthCheckSettings>,
+    /// How long a connection that has calls in flight may read nothing
+    /// before podlb sends it an HTTP/2 PING to check that the backend is
+    /// not frozen. `None` turns stall detection off. Default `Some(1s)`.
+    ///
+    /// A frozen backend (a stopped process, a hung node) keeps its TCP
+    /// connections open and its kernel ACKs what is sent: without this,
+    /// calls wait for their deadlines and new ones keep coming. A second
+    /// is short next to the deadlines gRPC calls carry, and long next to
+    /// the gap between frames of a backend at work; a backend that takes
+    /// longer to answer a call is pinged, answers, and is left alone.
+    ///
+    /// On by default because it cannot earn a GOAWAY "too_many_pings": a
+    /// connection gets no further stall PING after one is answered until
+    /// the backend sends HEADERS or DATA (which resets a gRPC server's
+    /// ping strikes) or 5 minutes pass (its permitted interval), so at most
+    /// one PING can count as a strike where servers allow two.
+    pub stall_after: Option<Duration>,
+    /// How long a stall PING may go unanswered, with nothing at all read,
+    /// before the connection is closed: its calls fail at once with
+    /// UNAVAILABLE naming the endpoint, and the endpoint takes no calls
+    /// until a new connection answers a PING. Default 1s.
+    ///
+    /// Any HTTP/2 stack answers a PING at once, whatever its calls are
+    /// doing; a backend silent for a second after one is frozen, or paused
+    /// longer than its callers' patience (set it above the longest pause
+    /// the backends take, such as a stop-the-world GC).
+    pub stall_ping_timeout: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -58,13 +94,15 @@ impl Default for ConnectionSettings {
         ConnectionSettings {
             connect_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(1),
             ewma_decay: Duration::from_secs(10),
             stream_window: 1 << 20,
             connection_window: 16 << 20,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
             health_check: None,
+            stall_after: Some(Duration::from_secs(1)),
+            stall_ping_timeout: Duration::from_secs(1),
         }
     }
 }

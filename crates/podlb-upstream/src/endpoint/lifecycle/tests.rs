@@ -7,7 +7,8 @@ use podlb_core::{Endpoint, EndpointAddr, Update};
 use super::*;
 use EndpointState::*;
 
-/// Jitter that scales every backoff by exactly 1.
+/// Jitter in the middle of the spread: a backoff of exactly the doubled
+/// delay, below the cap.
 const NO_JITTER: f64 = 0.5;
 
 fn lifecycle() -> Lifecycle {
@@ -56,7 +57,9 @@ async fn failed_connects_back_off_doubling_up_to_the_cap_and_a_success_resets_it
         assert_eq!(life.state(), Connecting);
     }
     let ms = Duration::from_millis;
-    assert_eq!(waited, [ms(100), ms(200), ms(400), ms(800), ms(1000)]);
+    // Mid-spread jitter: the doubled delay itself, until its spread would
+    // pass the 1 s cap; then the middle of [delay / 2, 1 s).
+    assert_eq!(waited, [ms(100), ms(200), ms(400), ms(700), ms(750)]);
 
     on(&mut life, Event::ConnectOk);
     on(&mut life, Event::ConnectionLost { remaining: 0 });
@@ -75,6 +78,38 @@ async fn jitter_spreads_a_backoff_between_half_and_one_and_a_half_times() {
     // The second failure: twice the initial delay, times 1.499 (the timer
     // rounds up to the millisecond).
     assert!(waited > Duration::from_millis(290) && waited <= Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listed_endpoint_that_stays_down_is_tried_again_within_the_cap_whatever_the_jitter() {
+    // The defaults: a dead endpoint discovery still lists is tried at least
+    // once a second, so it is back in rotation within a second of being
+    // reachable (issue 13); the jitter spreads attempts below the cap, never
+    // past it.
+    let settings = crate::ConnectionSettings::default();
+    assert_eq!(settings.backoff_max, Duration::from_secs(1));
+    for jitter in [0.0, 0.5, 0.999] {
+        let mut life = Lifecycle::new(settings.backoff_initial, settings.backoff_max);
+        on(&mut life, Event::ConnectOk);
+        on(&mut life, Event::ConnectionLost { remaining: 0 });
+        let down = Instant::now();
+        let mut waited = Vec::new();
+        // Half a minute of refused connects (each answered at once).
+        while down.elapsed() < Duration::from_secs(30) {
+            let decision = life.on(Event::ConnectFailed, Instant::now(), jitter);
+            waited.push(sleep_out(decision).await);
+            assert_eq!(on(&mut life, Event::BackoffOver), Decision::Connect);
+        }
+        let longest = waited.iter().max().copied().unwrap_or_default();
+        assert!(
+            longest <= Duration::from_secs(1),
+            "jitter {jitter}: waited {longest:?} between attempts: {waited:?}"
+        );
+        // The backend is back: the next attempt connects, and the endpoint
+        // takes calls.
+        assert_eq!(on(&mut life, Event::ConnectOk), Decision::Wait);
+        assert_eq!(life.state(), Ready);
+    }
 }
 
 #[test]
