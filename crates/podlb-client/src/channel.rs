@@ -18,11 +18,11 @@ use http_body::Body;
 use podlb_balance::{Load, PolicyChoice, PolicyKind};
 use podlb_core::{EndpointAddr, Target, TargetKind};
 use podlb_discovery::{BootstrapSource, Discovery, DiscoveryOptions, DnsOptions};
-use podlb_upstream::{ConnectionSettings, Upstream};
+use podlb_upstream::{ConnectionSettings, EjectionStatus, Upstream};
 
-use crate::Error;
 use crate::body::{BoxError, ResponseBody};
 use crate::call::{self, CallContext};
+use crate::{Error, OutlierSettings};
 
 pub use podlb_upstream::EndpointState;
 
@@ -59,6 +59,9 @@ pub struct EndpointStatus {
     pub state: EndpointState,
     /// Calls in flight on it.
     pub in_flight: u64,
+    /// Why and until when outlier detection took it out of rotation, if
+    /// it did (it stays connected, and `state` stays Ready).
+    pub ejection: Option<EjectionStatus>,
 }
 
 impl Channel {
@@ -91,6 +94,7 @@ impl Channel {
                 addr: e.addr(),
                 state: e.state(),
                 in_flight: e.in_flight(),
+                ejection: e.ejection(),
             })
             .collect()
     }
@@ -174,6 +178,23 @@ impl Builder {
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.connection.keepalive_interval = Some(interval);
         self.connection.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Passive outlier detection: which statuses count as a server's
+    /// fault, the detectors, how long and how many servers are ejected.
+    /// On by default ([`OutlierSettings::default`] says each value and
+    /// why); [`OutlierSettings::disabled`] turns it off.
+    pub fn outlier_detection(mut self, settings: OutlierSettings) -> Self {
+        self.connection.outlier = settings;
+        self
+    }
+
+    /// How long a new, reconnected or returning server takes to ramp up
+    /// from a tenth to its full share of `least_request` and `peak_ewma`
+    /// picks. Default 5 s; zero turns slow start off.
+    pub fn slow_start(mut self, window: Duration) -> Self {
+        self.connection.slow_start = window;
         self
     }
 

@@ -70,9 +70,12 @@ pub struct EndpointStatus {
     pub state: EndpointState,
     /// Calls in flight on it now.
     pub in_flight: u64,
+    /// Why and until when outlier detection took it out of rotation, if it
+    /// did (it stays connected, and `state` stays Ready).
+    pub ejection: Option<EjectionStatus>,
 }
 
-pub use podlb_upstream::EndpointState;
+pub use podlb_upstream::{EjectionStatus, EndpointState};
 
 impl ProxyHandle {
     /// Every endpoint of every upstream, with its state.
@@ -86,6 +89,7 @@ impl ProxyHandle {
                     addr: e.addr(),
                     state: e.state(),
                     in_flight: e.in_flight(),
+                    ejection: e.ejection(),
                 })
             })
             .collect()

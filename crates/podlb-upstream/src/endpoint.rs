@@ -27,8 +27,13 @@
 //! task also runs its keepalive (`keepalive.rs`): a connection silent after
 //! a PING is closed like a broken one, and a GOAWAY that says
 //! "too_many_pings" doubles the endpoint's interval (gRFC A8).
+//!
+//! Outlier detection and slow start sit beside the lifecycle, not in it
+//! (`outlier.rs`): an ejected endpoint stays Ready and connected, it only
+//! leaves the ready snapshot, and a call's outcome never touches `life`.
 
 mod lifecycle;
+mod outlier;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -38,7 +43,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, SendStream};
-use podlb_balance::{Keyed, Load, LoadTracker};
+use podlb_balance::{Keyed, Load, LoadTracker, OutlierSettings, OutlierTracker, SlowStart};
 use podlb_core::EndpointAddr;
 use podlb_discovery::Refresh;
 use tokio::net::TcpStream;
@@ -47,6 +52,7 @@ use tokio::time::Instant;
 
 pub use self::lifecycle::EndpointState;
 use self::lifecycle::{Decision, Event, Lifecycle};
+pub use self::outlier::EjectionStatus;
 use crate::ConnectionSettings;
 use crate::goaway::{GoawaySignal, GoawaySniffer};
 use crate::http1::Http1Backoff;
@@ -87,6 +93,12 @@ pub struct EndpointConnection {
     /// The keepalive interval of all its connections (off, or doubled by
     /// each "too_many_pings").
     keepalive: KeepaliveInterval,
+    /// Its health by the outcomes of its calls, and its ejection.
+    outlier: OutlierTracker,
+    outlier_settings: OutlierSettings,
+    /// Its share ramp after it became ready or came back.
+    slow_start: SlowStart,
+    slow_start_window: Duration,
 }
 
 /// One HTTP/2 connection to an endpoint.
@@ -148,6 +160,10 @@ impl EndpointConnection {
             set,
             http1: Http1Backoff::new(settings.backoff_initial, settings.backoff_max),
             keepalive: KeepaliveInterval::new(settings.keepalive_interval),
+            outlier: OutlierTracker::default(),
+            outlier_settings: settings.outlier,
+            slow_start: SlowStart::default(),
+            slow_start_window: settings.slow_start,
         });
         tokio::spawn(drive(endpoint.clone(), settings, refresh));
         endpoint
@@ -199,13 +215,6 @@ impl EndpointConnection {
         Lease::Full
     }
 
-    /// Counts how a call went on the endpoint, once per call (from its
-    /// lease's drop).
-    fn record_outcome(&self, outcome: CallOutcome) {
-        // Outlier detection reads these (issue 13); nothing yet.
-        let _ = outcome;
-    }
-
     /// Whether a connection that can take calls exists now.
     fn has_usable_connection(&self) -> bool {
         self.conns.load().iter().any(|c| c.is_usable())
@@ -235,6 +244,10 @@ impl EndpointConnection {
             (decision, life.state() != before)
         };
         if changed {
+            if self.state() == EndpointState::Ready {
+                // New or reconnected: its share ramps up (slow start).
+                self.slow_start.restart(since_epoch(Instant::now()));
+            }
             tracing::debug!(upstream = %self.upstream, endpoint = %self.addr, state = ?self.state(), "endpoint state");
             if let Some(set) = self.set.upgrade() {
                 set.refresh_ready();
@@ -313,6 +326,12 @@ impl Load for EndpointConnection {
     }
     fn ewma_cost(&self) -> f64 {
         self.load.ewma_cost(since_epoch(Instant::now()))
+    }
+    fn is_ejected(&self) -> bool {
+        self.outlier.is_ejected()
+    }
+    fn warmth(&self) -> f64 {
+        self.warmth_now()
     }
 }
 
@@ -628,7 +647,7 @@ impl Drop for CallLease {
     fn drop(&mut self) {
         self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.endpoint.load.end();
-        self.endpoint.record_outcome(self.outcome);
+        self.endpoint.record_outcome(self.outcome, self.started);
         self.endpoint.waiters.stream_freed();
     }
 }

@@ -36,7 +36,9 @@ mod upstream;
 mod waiters;
 
 pub use backoff::Backoff;
-pub use endpoint::{CallLease, EndpointConnection, EndpointState, Lease, SendError};
+pub use endpoint::{
+    CallLease, EjectionStatus, EndpointConnection, EndpointState, Lease, SendError,
+};
 pub use error::Error;
 pub use http1::Http1Lease;
 pub use outcome::CallOutcome;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use podlb_balance::OutlierSettings;
+
 /// How podlb connects to, and keeps connected to, each endpoint of an upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionSettings {
@@ -45,6 +47,18 @@ pub struct ConnectionSettings {
     /// connection (gRFC A8's `KEEPALIVE_TIMEOUT`). Any byte read counts as
     /// an answer. Used only with `keepalive_interval`. Default 20s.
     pub keepalive_timeout: Duration,
+    /// Passive outlier detection: endpoints whose calls fail are ejected
+    /// for a while (`podlb_balance::outlier`). On by default; each field
+    /// documents its default and why.
+    pub outlier: OutlierSettings,
+    /// How long a new, reconnected or returning endpoint takes to ramp up
+    /// to its full share of `least_request` and `peak_ewma` picks, from a
+    /// tenth of it. Zero turns it off. Default 5s: long enough for a
+    /// pod's caches and JIT to warm under a growing share, short enough
+    /// that a scale-up pays off at once; and a returning pod takes calls
+    /// from its first second (a tenth, then a fifth of its share), so it is
+    /// back in rotation within a second.
+    pub slow_start: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -58,6 +72,8 @@ impl Default for ConnectionSettings {
             connection_window: 16 << 20,
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
+            outlier: OutlierSettings::default(),
+            slow_start: Duration::from_secs(5),
         }
     }
 }
