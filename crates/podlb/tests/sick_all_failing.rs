@@ -25,11 +25,10 @@ async fn when_every_pod_fails_calls_still_spread_over_all_of_them() {
         PolicyKind::LeastRequest,
     )
     .await;
-    for sickness in [Sickness::FailInHeaders(Code::Unavailable)] {
-        b1.set_sickness(sickness);
-        b2.set_sickness(sickness);
-        python.set_sickness(sickness);
-    }
+    let sickness = Sickness::FailInHeaders(Code::Unavailable);
+    b1.set_sickness(sickness);
+    b2.set_sickness(sickness);
+    python.set_sickness(sickness);
 
     let report = run_load(proxy.client().await, CallKind::Unary, IN_FLIGHT, CALLS).await;
     let ejected: Vec<_> = proxy
