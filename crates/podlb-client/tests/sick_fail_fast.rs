@@ -3,6 +3,7 @@
 //! the response headers or in the trailers after a reply; one that answers
 //! NOT_FOUND is not. Three servers, 16 calls in flight, the default
 //! `least_request`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Through the client library: an ejected server comes back when its
 //! ejection ends (1 s here) and, healed, takes calls again.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

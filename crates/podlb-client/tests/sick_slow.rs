@@ -1,5 +1,6 @@
 //! Through the client library: a server that answers 250 ms late loses its
 //! share under `peak_ewma` and `least_request`, 16 calls in flight.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
