@@ -14,6 +14,12 @@ Every reply names the backend (its id). Request metadata `x-echo-*` comes back
 as response headers and as trailers `x-trailer-*` (ascii and -bin alike); a
 call that fails before any reply sends both in its trailers, as tonic does.
 
+A test can make the server sick at run time (crates/podlb-testkit's
+sickness.rs): each Unary and ServerStream call first reads the control file
+$TMPDIR/podlb-sickness-<pid>, one line: `healthy`, `fail_headers CODE`
+(fail at once, trailers-only), `fail_trailers CODE` (ServerStream: one reply,
+then the status in the trailers; Unary: as fail_headers) or `slow MS`.
+
 Usage: server.py ID [PORT]   listens on 127.0.0.1:PORT (default: a free port),
 prints `LISTENING <port>` once ready, stops on SIGTERM or SIGINT.
 Needs the stubs that scripts/test.sh generates into gen/.
@@ -22,7 +28,9 @@ Needs the stubs that scripts/test.sh generates into gen/.
 import os
 import signal
 import sys
+import tempfile
 import threading
+import time
 from concurrent import futures
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
@@ -79,21 +87,52 @@ class Call:
             self.context.abort(code, request.fail_message)
 
 
+SICKNESS_FILE = os.path.join(tempfile.gettempdir(), f"podlb-sickness-{os.getpid()}")
+
+
+def sickness():
+    """The sickness the test set: (kind, number), ("healthy", 0) without one."""
+    try:
+        with open(SICKNESS_FILE, encoding="utf-8") as f:
+            kind, _, number = f.read().strip().partition(" ")
+        return kind, int(number or 0)
+    except (OSError, ValueError):
+        return "healthy", 0
+
+
+def sicken(context, allow_trailers):
+    """Fails or delays the call as the sickness says; returns the status code
+    to send in the trailers after one reply, when that is the sickness."""
+    kind, number = sickness()
+    if kind == "slow":
+        time.sleep(number / 1000.0)
+    elif kind == "fail_trailers" and allow_trailers:
+        return STATUS_CODES.get(number, grpc.StatusCode.UNKNOWN)
+    elif kind in ("fail_headers", "fail_trailers"):
+        context.abort(STATUS_CODES.get(number, grpc.StatusCode.UNKNOWN), "the test made this backend sick")
+    return None
+
+
 class TestService(pb_grpc.TestServiceServicer):
     def __init__(self, backend_id):
         self.id = backend_id
 
     def Unary(self, request, context):
+        sicken(context, allow_trailers=False)
         call = Call(context)
         call.obey(request)
         call.send_headers()
         return pb.EchoReply(backend=self.id, payload=request.payload)
 
     def ServerStream(self, request, context):
+        in_trailers = sicken(context, allow_trailers=True)
         call = Call(context)
         call.obey(request)
         payload = request.payload or bytes(request.reply_size)
         call.send_headers()
+        if in_trailers is not None:
+            yield pb.EchoReply(backend=self.id, payload=payload, count=1)
+            context.abort(in_trailers, "the test made this backend sick")
         for i in range(1, request.reply_count + 1):
             yield pb.EchoReply(backend=self.id, payload=payload, count=i)
 
@@ -153,6 +192,10 @@ def main():
     print(f"LISTENING {port}", flush=True)
     stop.wait()
     server.stop(grace=2).wait()
+    try:
+        os.remove(SICKNESS_FILE)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

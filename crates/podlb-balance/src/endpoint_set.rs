@@ -17,6 +17,14 @@
 //! falling through to the next ready one would hand a block of connecting
 //! endpoints' share to their neighbour.
 //!
+//! Outlier detection (`outlier.rs`) takes an ejected endpoint out of the
+//! ready snapshot, unless fewer than the panic threshold of the connected
+//! endpoints would remain: then the snapshot holds every connected one,
+//! ejected or not (Envoy's panic mode), so ejections alone never leave the
+//! policies an empty or overloaded set. Ejecting goes through
+//! [`EndpointSet::update`], under the writer lock, so the cap on how many
+//! are ejected sees every other ejection.
+//!
 //! Writers (the discovery task, an endpoint whose state changed) take a
 //! lock, rebuild and swap; readers (every call) load the current snapshot.
 //! The ready snapshot can be a moment stale: an entry that turns out not
@@ -24,6 +32,7 @@
 //! a `Reset` keeps its handle, so its connections survive.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -53,6 +62,11 @@ pub struct EndpointSet<E> {
     ready: ArcSwap<Vec<E>>,
     /// Serializes writers, so the last rebuild saw every change before it.
     writer: Mutex<()>,
+    /// Below this percent of connected endpoints in rotation, ejections
+    /// are ignored.
+    panic_threshold: AtomicU8,
+    /// The last rebuild ignored ejections.
+    panicking: AtomicBool,
 }
 
 impl<E: Keyed + Load + Clone> Default for EndpointSet<E> {
@@ -68,7 +82,36 @@ impl<E: Keyed + Load + Clone> EndpointSet<E> {
             all: ArcSwap::from_pointee(Vec::new()),
             ready: ArcSwap::from_pointee(Vec::new()),
             writer: Mutex::new(()),
+            panic_threshold: AtomicU8::new(
+                crate::OutlierSettings::default().panic_threshold_percent,
+            ),
+            panicking: AtomicBool::new(false),
         }
+    }
+
+    /// Sets the panic threshold, in percent (see the module doc); applies
+    /// from the next rebuild.
+    pub fn set_panic_threshold(&self, percent: u8) {
+        self.panic_threshold
+            .store(percent.min(100), Ordering::Relaxed);
+    }
+
+    /// Whether the ready snapshot ignores ejections now, because too few
+    /// endpoints would remain.
+    pub fn is_panicking(&self) -> bool {
+        self.panicking.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on every endpoint under the writer lock, then rebuilds the
+    /// ready snapshot: for a change that must see the whole set at once,
+    /// such as an ejection capped by how many are ejected already. Rare:
+    /// never per call.
+    pub fn update<R>(&self, f: impl FnOnce(&[E]) -> R) -> R {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let all = self.all.load();
+        let result = f(&all);
+        self.rebuild_ready(&all);
+        result
     }
 
     /// Every endpoint now, ready or not. Cheap: no lock, no allocation.
@@ -91,7 +134,15 @@ impl<E: Keyed + Load + Clone> EndpointSet<E> {
     }
 
     fn rebuild_ready(&self, all: &[E]) {
-        let ready: Vec<E> = all.iter().filter(|e| e.is_ready()).cloned().collect();
+        let mut ready: Vec<E> = all.iter().filter(|e| e.is_ready()).cloned().collect();
+        let in_rotation = ready.iter().filter(|e| !e.is_ejected()).count();
+        let threshold = usize::from(self.panic_threshold.load(Ordering::Relaxed));
+        let panicking = in_rotation < ready.len()
+            && (in_rotation == 0 || in_rotation * 100 < ready.len() * threshold);
+        if !panicking {
+            ready.retain(|e| !e.is_ejected());
+        }
+        self.panicking.store(panicking, Ordering::Relaxed);
         self.ready.store(Arc::new(ready));
     }
 
@@ -135,6 +186,7 @@ mod tests {
         addr: EndpointAddr,
         generation: u32,
         ready: Arc<AtomicBool>,
+        ejected: Arc<AtomicBool>,
     }
     impl Keyed for Handle {
         fn addr(&self) -> EndpointAddr {
@@ -150,6 +202,9 @@ mod tests {
         }
         fn ewma_cost(&self) -> f64 {
             0.0
+        }
+        fn is_ejected(&self) -> bool {
+            self.ejected.load(Ordering::Relaxed)
         }
     }
 
@@ -174,6 +229,7 @@ mod tests {
                 addr: e.addr,
                 generation,
                 ready: Arc::new(AtomicBool::new(true)),
+                ejected: Arc::default(),
             }
         };
         set.apply(Update::Reset(vec![ep(1), ep(2)]), &mut make);
@@ -196,6 +252,7 @@ mod tests {
             } else {
                 Arc::new(AtomicBool::new(true))
             },
+            ejected: Arc::default(),
         };
         set.apply(Update::Reset(vec![ep(1), ep(2), ep(3)]), make);
         assert_eq!(ports(&set.ready()), [(1, 0), (3, 0)]);
@@ -211,5 +268,58 @@ mod tests {
         );
         set.apply(Update::Policy(vec!["random".into()]), make);
         assert_eq!(ports(&set.snapshot()), [(2, 0)], "a policy leaves the set");
+    }
+
+    fn handles(n: u16) -> (EndpointSet<Handle>, Vec<Handle>) {
+        let set = EndpointSet::new();
+        let made: Vec<Handle> = (1..=n)
+            .map(|port| Handle {
+                addr: ep(port).addr,
+                generation: 0,
+                ready: Arc::new(AtomicBool::new(true)),
+                ejected: Arc::default(),
+            })
+            .collect();
+        let by_port = made.clone();
+        set.apply(Update::Reset((1..=n).map(ep).collect()), |e| {
+            by_port[usize::from(e.addr.socket_addr().port()) - 1].clone()
+        });
+        (set, made)
+    }
+
+    #[test]
+    fn an_ejected_endpoint_leaves_the_ready_snapshot() {
+        let (set, h) = handles(3);
+        set.update(|_| h[1].ejected.store(true, Ordering::Relaxed));
+        assert_eq!(ports(&set.ready()), [(1, 0), (3, 0)]);
+        assert!(!set.is_panicking());
+        set.update(|_| h[1].ejected.store(false, Ordering::Relaxed));
+        assert_eq!(ports(&set.ready()), [(1, 0), (2, 0), (3, 0)]);
+    }
+
+    #[test]
+    fn too_few_in_rotation_spreads_over_every_connected_endpoint() {
+        let (set, h) = handles(3);
+        // One ejected and one disconnected: 1 of 2 connected is in
+        // rotation, at the threshold: no panic.
+        h[2].ready.store(false, Ordering::Relaxed);
+        set.update(|_| h[0].ejected.store(true, Ordering::Relaxed));
+        assert_eq!(ports(&set.ready()), [(2, 0)]);
+        // The last one in rotation disconnects: the ejected one takes calls
+        // rather than none.
+        h[1].ready.store(false, Ordering::Relaxed);
+        set.refresh_ready();
+        assert_eq!(ports(&set.ready()), [(1, 0)]);
+        assert!(set.is_panicking());
+        // Below the threshold (1 of 3 in rotation < 50%): all connected.
+        for handle in &h {
+            handle.ready.store(true, Ordering::Relaxed);
+        }
+        set.update(|_| h[1].ejected.store(true, Ordering::Relaxed));
+        assert_eq!(ports(&set.ready()), [(1, 0), (2, 0), (3, 0)]);
+        assert!(set.is_panicking());
+        set.set_panic_threshold(0);
+        set.refresh_ready();
+        assert_eq!(ports(&set.ready()), [(3, 0)]);
     }
 }

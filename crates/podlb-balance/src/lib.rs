@@ -15,11 +15,13 @@
 mod endpoint_set;
 mod error;
 mod load;
+pub mod outlier;
 pub mod policy;
 
 pub use endpoint_set::{EndpointSet, Keyed};
 pub use error::Error;
-pub use load::LoadTracker;
+pub use load::{FAILURE_PENALTY, LoadTracker};
+pub use outlier::{OutlierSettings, OutlierTracker, SlowStart, Verdict};
 pub use policy::{Policy, PolicyChoice, PolicyKind, PolicySet};
 
 /// What a policy may ask of an endpoint. Every method is a cheap atomic read.
@@ -33,6 +35,17 @@ pub trait Load {
     fn in_flight(&self) -> u64;
     /// Peak-EWMA cost: the latency estimate weighted by calls in flight.
     fn ewma_cost(&self) -> f64;
+    /// Whether outlier detection took the endpoint out of rotation
+    /// (`outlier.rs`). The ready snapshot leaves it out, unless too few
+    /// would remain (the panic threshold). Default: never.
+    fn is_ejected(&self) -> bool {
+        false
+    }
+    /// The endpoint's share factor while it warms up after becoming ready
+    /// (slow start, `outlier.rs`), in 0.1..=1; 1 when warm. Default: warm.
+    fn warmth(&self) -> f64 {
+        1.0
+    }
 }
 
 impl<T: Load + ?Sized> Load for std::sync::Arc<T> {
@@ -44,5 +57,11 @@ impl<T: Load + ?Sized> Load for std::sync::Arc<T> {
     }
     fn ewma_cost(&self) -> f64 {
         (**self).ewma_cost()
+    }
+    fn is_ejected(&self) -> bool {
+        (**self).is_ejected()
+    }
+    fn warmth(&self) -> f64 {
+        (**self).warmth()
     }
 }

@@ -21,6 +21,14 @@ pub struct LoadTracker {
 /// lower one lets it take calls sooner on a loopback-fast cluster).
 const DEFAULT_RTT: Duration = Duration::from_millis(1);
 
+/// The latency a failed call counts as, at least. One second: far above
+/// any healthy answer on a cluster network, so a failing endpoint loses
+/// p2c picks against healthy peers, yet with the default 10 s decay it
+/// is tried again within about a minute even at light load. Peak
+/// semantics make it replace the estimate at once, and a real latency
+/// above it (a slow failure) counts as itself.
+pub const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+
 impl LoadTracker {
     /// A tracker whose latency estimate forgets with time constant `decay`.
     pub fn new(decay: Duration) -> Self {
@@ -66,6 +74,23 @@ impl LoadTracker {
         self.ewma_ns.store(next.to_bits(), Ordering::Relaxed);
     }
 
+    /// Folds a failed call into the estimate as if it had taken at least
+    /// [`FAILURE_PENALTY`]: an endpoint that fails fast must not look like
+    /// the fastest one (Linkerd and Finagle penalise failures the same way).
+    pub fn observe_failure(&self, rtt: Duration, now: Duration) {
+        self.observe(rtt.max(FAILURE_PENALTY), now);
+    }
+
+    /// Forgets the latency estimate: the endpoint is back from an ejection
+    /// and its failures' penalty says nothing about it now. Slow start,
+    /// not the estimate, keeps it from being flooded.
+    pub fn reset_estimate(&self, now: Duration) {
+        self.ewma_ns
+            .store((DEFAULT_RTT.as_nanos() as f64).to_bits(), Ordering::Relaxed);
+        self.stamp_ns
+            .store(now.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     /// Peak-EWMA cost at `now`: the latency estimate, decayed for the time
     /// since it was last updated, times (calls in flight + 1). Decaying on
     /// read lets an endpoint that lost every pick after one slow answer be
@@ -93,6 +118,29 @@ mod tests {
         assert_eq!(t.in_flight(), 1);
         t.end();
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_fast_failure_costs_more_than_a_healthy_answer() {
+        let healthy = LoadTracker::new(Duration::from_secs(10));
+        let failing = LoadTracker::new(Duration::from_secs(10));
+        let at = Duration::from_millis;
+        for i in 0..100 {
+            healthy.observe(Duration::from_millis(5), at(i * 10));
+            failing.observe_failure(Duration::from_micros(300), at(i * 10));
+        }
+        let (h, f) = (healthy.ewma_cost(at(1000)), failing.ewma_cost(at(1000)));
+        assert!(f > 100.0 * h, "failing {f} vs healthy {h}");
+        // Calls in flight on the healthy one do not make the failing one win.
+        for _ in 0..16 {
+            healthy.begin();
+        }
+        assert!(failing.ewma_cost(at(1000)) > healthy.ewma_cost(at(1000)));
+        // A slow failure counts as its own latency.
+        failing.observe_failure(Duration::from_secs(3), at(1000));
+        assert!(failing.ewma_cost(at(1000)) >= 3e9);
+        failing.reset_estimate(at(1000));
+        assert_eq!(failing.ewma_cost(at(1000)), 1e6);
     }
 
     #[test]

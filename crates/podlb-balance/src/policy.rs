@@ -170,8 +170,8 @@ impl fmt::Display for PolicyKind {
 }
 
 /// Power of two choices: two distinct random endpoints, the one with the
-/// lower `cost` wins.
-fn p2c<E>(ready: &[E], cost: impl Fn(&E) -> f64) -> Option<&E> {
+/// lower `cost` wins, tempered by slow start.
+fn p2c<E: Load>(ready: &[E], cost: impl Fn(&E) -> f64) -> Option<&E> {
     match ready.len() {
         0 => None,
         1 => ready.first(),
@@ -179,8 +179,26 @@ fn p2c<E>(ready: &[E], cost: impl Fn(&E) -> f64) -> Option<&E> {
             let i = fastrand::usize(..n);
             let j = (i + 1 + fastrand::usize(..n - 1)) % n;
             let (a, b) = (&ready[i], &ready[j]);
-            Some(if cost(b) < cost(a) { b } else { a })
+            let (winner, loser) = if cost(b) < cost(a) { (b, a) } else { (a, b) };
+            Some(warm_pick(winner, loser))
         }
+    }
+}
+
+/// Slow start in a p2c pick: a winner that is still warming up (a new or
+/// returning endpoint, [`Load::warmth`]) keeps its win only with the
+/// probability of its warmth relative to the loser's. Scaling the cost
+/// instead would starve it: an idle endpoint's cost (0 in flight, or an
+/// optimistic first latency) stays below its peers' whatever the factor,
+/// or, at low load, above it until the window ends. So a warming endpoint
+/// gets about `warmth` of the share it would win, from the first pick on,
+/// and a warm pair costs two relaxed loads.
+fn warm_pick<'a, E: Load>(winner: &'a E, loser: &'a E) -> &'a E {
+    let (w, l) = (winner.warmth(), loser.warmth());
+    if w < l && fastrand::f64() * l >= w {
+        loser
+    } else {
+        winner
     }
 }
 

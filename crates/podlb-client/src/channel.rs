@@ -18,11 +18,11 @@ use http_body::Body;
 use podlb_balance::{Load, PolicyChoice, PolicyKind};
 use podlb_core::{EndpointAddr, Target, TargetKind};
 use podlb_discovery::{BootstrapSource, Discovery, DiscoveryOptions, DnsOptions};
-use podlb_upstream::{ConnectionSettings, Health, HealthCheckSettings, Upstream};
+use podlb_upstream::{ConnectionSettings, EjectionStatus, Health, HealthCheckSettings, Upstream};
 
-use crate::Error;
 use crate::body::{BoxError, ResponseBody};
 use crate::call::{self, CallContext};
+use crate::{Error, OutlierSettings};
 
 pub use podlb_upstream::EndpointState;
 
@@ -61,6 +61,9 @@ pub struct EndpointStatus {
     pub in_flight: u64,
     /// What active health checks say of it (`Unchecked` without them).
     pub health: Health,
+    /// Why and until when outlier detection took it out of rotation, if
+    /// it did (it stays connected, and `state` stays Ready).
+    pub ejection: Option<EjectionStatus>,
 }
 
 impl Channel {
@@ -94,6 +97,7 @@ impl Channel {
                 state: e.state(),
                 in_flight: e.in_flight(),
                 health: e.health(),
+                ejection: e.ejection(),
             })
             .collect()
     }
@@ -201,6 +205,23 @@ impl Builder {
     pub fn stall_detection(mut self, after: Option<Duration>, ping_timeout: Duration) -> Self {
         self.connection.stall_after = after;
         self.connection.stall_ping_timeout = ping_timeout;
+        self
+    }
+
+    /// Passive outlier detection: which statuses count as a server's
+    /// fault, the detectors, how long and how many servers are ejected.
+    /// On by default ([`OutlierSettings::default`] says each value and
+    /// why); [`OutlierSettings::disabled`] turns it off.
+    pub fn outlier_detection(mut self, settings: OutlierSettings) -> Self {
+        self.connection.outlier = settings;
+        self
+    }
+
+    /// How long a new, reconnected or returning server takes to ramp up
+    /// from a tenth to its full share of `least_request` and `peak_ewma`
+    /// picks. Default 5 s; zero turns slow start off.
+    pub fn slow_start(mut self, window: Duration) -> Self {
+        self.connection.slow_start = window;
         self
     }
 

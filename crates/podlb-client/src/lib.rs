@@ -72,4 +72,5 @@ pub use body::ResponseBody;
 pub use channel::{Builder, Channel, EndpointState, EndpointStatus};
 pub use error::Error;
 pub use podlb_balance::PolicyKind;
-pub use podlb_upstream::{ConnectionSettings, Health, HealthCheckSettings};
+pub use podlb_balance::outlier::{FailureRate, FaultCodes, OutlierSettings, Trip};
+pub use podlb_upstream::{ConnectionSettings, EjectionStatus, Health, HealthCheckSettings};

@@ -150,4 +150,12 @@ pub enum Error {
         /// What it may be, as `1..=2147483647`.
         range: &'static str,
     },
+    /// A gRPC status code name that gRPC does not have.
+    #[error("{at}: {value:?} is not a gRPC status code (write it as UNAVAILABLE, INTERNAL, ...)")]
+    StatusCode {
+        /// The value.
+        at: At,
+        /// The name as written.
+        value: String,
+    },
 }

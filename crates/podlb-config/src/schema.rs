@@ -146,6 +146,14 @@ pub struct Upstream {
     /// HTTP/2 flow control towards the endpoints.
     #[serde(default)]
     pub http2: Http2,
+    /// Passive outlier detection: endpoints whose calls fail are taken out
+    /// of rotation for a while. On by default.
+    #[serde(default)]
+    pub outlier_detection: OutlierDetection,
+    /// How long a new, reconnected or returning endpoint takes to ramp up
+    /// from a tenth to its full share of `least_request` and `peak_ewma`
+    /// picks, a duration; `0s` turns slow start off. Default `5s`.
+    pub slow_start: Option<Spanned<String>>,
     /// The largest gRPC message accepted in either direction, in bytes;
     /// larger ones end the call with RESOURCE_EXHAUSTED. Default: no limit.
     pub max_message_bytes: Option<u64>,
@@ -240,6 +248,56 @@ pub struct PeakEwma {
     /// Time constant of the latency estimate, a duration: how fast an old
     /// latency is forgotten. Default `10s`.
     pub decay: Option<Spanned<String>>,
+}
+
+/// Passive outlier detection: `upstreams[i].outlier_detection`. Every
+/// call's outcome counts: its gRPC status (in headers or trailers), a
+/// broken stream or connection, or silence until the deadline. The
+/// README's "Sick pods" says why each default is what it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// `false` never ejects an endpoint. Default `true`.
+    pub enabled: Option<bool>,
+    /// The gRPC statuses that count as the endpoint's fault, by name
+    /// (`UNAVAILABLE`); every other status counts as a success. Default
+    /// `[UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS]`.
+    pub fault_codes: Option<Vec<Spanned<String>>>,
+    /// Failed calls in a row that eject an endpoint; `0` turns this
+    /// detector off. Default 5.
+    pub consecutive_failures: Option<Spanned<u64>>,
+    /// The failure-rate detector.
+    #[serde(default)]
+    pub failure_rate: FailureRateDetection,
+    /// How long a first ejection lasts, a duration; the n-th in a row lasts
+    /// n times as long. Default `10s`.
+    pub base_ejection_time: Option<Spanned<String>>,
+    /// The longest ejection, a duration. Default `5m`.
+    pub max_ejection_time: Option<Spanned<String>>,
+    /// The most endpoints ejected at once, in percent of the upstream's,
+    /// but at least one of two or more and never all; `0` ejects none.
+    /// Default 50.
+    pub max_ejected_percent: Option<Spanned<u64>>,
+    /// Below this percent of connected endpoints in rotation, ejections
+    /// are ignored and calls spread over every connected endpoint.
+    /// Default 50.
+    pub panic_threshold_percent: Option<Spanned<u64>>,
+}
+
+/// `upstreams[i].outlier_detection.failure_rate`: an endpoint is ejected
+/// when, over one interval with at least `min_calls` calls, at least
+/// `threshold_percent` of them failed, while the other endpoints failed
+/// less than that.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureRateDetection {
+    /// The failed share that ejects, in percent; `0` turns this detector
+    /// off. Default 50.
+    pub threshold_percent: Option<Spanned<u64>>,
+    /// The fewest calls in an interval for the rate to count. Default 20.
+    pub min_calls: Option<Spanned<u64>>,
+    /// The interval, a duration. Default `10s`.
+    pub interval: Option<Spanned<String>>,
 }
 
 /// HTTP/2 windows the proxy advertises to the endpoints:

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use podlb_balance::PolicyChoice;
+use podlb_balance::outlier::{FailureRate, FaultCodes, OutlierSettings};
 use podlb_core::{ListenAddr, Target};
 use podlb_proxy::{
     DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ListenerLimits,
@@ -29,6 +30,15 @@ const STREAMS_RANGE: (std::ops::RangeInclusive<u64>, &str) = (1..=(1 << 31) - 1,
 /// headers fit; the setting is 32 bits.
 const HEADER_LIST_RANGE: (std::ops::RangeInclusive<u64>, &str) =
     (1024..=u32::MAX as u64, "1024..=4294967295");
+/// A percentage.
+const PERCENT_RANGE: (std::ops::RangeInclusive<u64>, &str) = (0..=100, "0..=100");
+/// A count of calls: 0 turns a detector off.
+const CALLS_RANGE: (std::ops::RangeInclusive<u64>, &str) = (0..=1_000_000, "0..=1000000");
+
+/// A checked percentage (0..=100) as a byte.
+fn percent(checked: u32) -> u8 {
+    u8::try_from(checked.min(100)).unwrap_or(100)
+}
 
 /// Checks `raw`, read from the file named `file`, and builds the config.
 pub(crate) fn validate(raw: &schema::File, file: &str) -> Result<ProxyConfig, Error> {
@@ -388,6 +398,11 @@ impl Cx<'_> {
                 "stall_detection.ping_timeout",
                 default.stall_ping_timeout,
             )?,
+            outlier: self.outlier(&upstream.outlier_detection, field)?,
+            slow_start: match &upstream.slow_start {
+                Some(value) => self.duration(value, &format!("{field}.slow_start"))?,
+                None => default.slow_start,
+            },
         };
         if settings.backoff_initial > settings.backoff_max {
             // Point at whichever of the two was written; `initial` first.
@@ -404,6 +419,94 @@ impl Cx<'_> {
                 });
             }
         }
+        Ok(settings)
+    }
+
+    fn outlier(
+        &self,
+        raw: &schema::OutlierDetection,
+        field: &str,
+    ) -> Result<OutlierSettings, Error> {
+        let field = format!("{field}.outlier_detection");
+        let default = OutlierSettings::default();
+        let duration = |value: &Option<Spanned<String>>, key: &str, default| match value {
+            Some(value) => self.positive_duration(value, &format!("{field}.{key}")),
+            None => Ok(default),
+        };
+        let number = |value: &Option<Spanned<u64>>, key: &str, range, default: u32| match value {
+            Some(value) => self.limit(value, &format!("{field}.{key}"), range),
+            None => Ok(default),
+        };
+        let fault_codes = match &raw.fault_codes {
+            Some(names) => {
+                let mut codes = Vec::with_capacity(names.len());
+                for (i, name) in names.iter().enumerate() {
+                    let code = FaultCodes::parse(&name.value).ok_or_else(|| Error::StatusCode {
+                        at: self.at(name, format!("{field}.fault_codes[{i}]")),
+                        value: name.value.clone(),
+                    })?;
+                    codes.push(code);
+                }
+                FaultCodes::from_codes(codes)
+            }
+            None => default.fault_codes,
+        };
+        let consecutive = number(
+            &raw.consecutive_failures,
+            "consecutive_failures",
+            &CALLS_RANGE,
+            default.consecutive_failures.unwrap_or(0),
+        )?;
+        let rate_default = FailureRate::default();
+        let rate = &raw.failure_rate;
+        let threshold = number(
+            &rate.threshold_percent,
+            "failure_rate.threshold_percent",
+            &PERCENT_RANGE,
+            u32::from(rate_default.threshold_percent),
+        )?;
+        let failure_rate = FailureRate {
+            threshold_percent: percent(threshold),
+            min_calls: number(
+                &rate.min_calls,
+                "failure_rate.min_calls",
+                &CALLS_RANGE,
+                rate_default.min_calls,
+            )?,
+            interval: duration(
+                &rate.interval,
+                "failure_rate.interval",
+                rate_default.interval,
+            )?,
+        };
+        let settings = OutlierSettings {
+            enabled: raw.enabled.unwrap_or(default.enabled),
+            fault_codes,
+            consecutive_failures: (consecutive > 0).then_some(consecutive),
+            failure_rate: (threshold > 0).then_some(failure_rate),
+            base_ejection_time: duration(
+                &raw.base_ejection_time,
+                "base_ejection_time",
+                default.base_ejection_time,
+            )?,
+            max_ejection_time: duration(
+                &raw.max_ejection_time,
+                "max_ejection_time",
+                default.max_ejection_time,
+            )?,
+            max_ejected_percent: percent(number(
+                &raw.max_ejected_percent,
+                "max_ejected_percent",
+                &PERCENT_RANGE,
+                u32::from(default.max_ejected_percent),
+            )?),
+            panic_threshold_percent: percent(number(
+                &raw.panic_threshold_percent,
+                "panic_threshold_percent",
+                &PERCENT_RANGE,
+                u32::from(default.panic_threshold_percent),
+            )?),
+        };
         Ok(settings)
     }
 

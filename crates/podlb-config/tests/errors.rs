@@ -22,7 +22,7 @@ fn unknown_field_names_the_key_and_the_fields_there_are() {
     assert_eq!(
         error_of("unknown_field.yaml"),
         "unknown_field.yaml:10:5: upstreams[0].connect_timeot: unknown field `connect_timeot`, \
-         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, health_check, stall_detection, peak_ewma, http2, max_message_bytes"
+         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, health_check, stall_detection, peak_ewma, http2, outlier_detection, slow_start, max_message_bytes"
     );
 }
 
@@ -237,5 +237,36 @@ upstreams: [{ name: u, target: 'static:///127.0.0.1:1' }]
     assert_eq!(
         err,
         "t.yaml:5:34: listeners[0].limits.handshake_timeout: must be longer than 0s"
+    );
+}
+
+#[test]
+fn an_unknown_fault_code_is_named_with_its_place() {
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:7000
+    routes:
+      - upstream: greeter
+upstreams:
+  - name: greeter
+    target: static:///127.0.0.1:50051
+    outlier_detection:
+      fault_codes: [UNAVAILABLE, SICK]
+";
+    assert_eq!(
+        podlb_config::parse(text, "t.yaml").unwrap_err().to_string(),
+        "t.yaml:10:34: upstreams[0].outlier_detection.fault_codes[1]: \"SICK\" is not a gRPC \
+         status code (write it as UNAVAILABLE, INTERNAL, ...)"
+    );
+    let text = text.replace(
+        "fault_codes: [UNAVAILABLE, SICK]",
+        "max_ejected_percent: 150",
+    );
+    assert_eq!(
+        podlb_config::parse(&text, "t.yaml")
+            .unwrap_err()
+            .to_string(),
+        "t.yaml:10:28: upstreams[0].outlier_detection.max_ejected_percent: 150 is outside 0..=100"
     );
 }

@@ -207,3 +207,55 @@ upstreams: [{ name: u, target: 'static:///127.0.0.1:1' }]
         podlb_proxy::ListenerLimits::default()
     );
 }
+
+#[test]
+fn outlier_detection_and_slow_start_are_configurable_and_can_be_turned_off() {
+    use podlb_balance::outlier::{FaultCodes, OutlierSettings};
+    let text = "\
+listeners:
+  - name: public
+    address: 127.0.0.1:7000
+    routes:
+      - upstream: a
+upstreams:
+  - name: a
+    target: static:///127.0.0.1:50051
+    outlier_detection:
+      fault_codes: [unavailable, RESOURCE_EXHAUSTED]
+      consecutive_failures: 0
+      failure_rate: { threshold_percent: 30, min_calls: 50, interval: 30s }
+      base_ejection_time: 1s
+      max_ejection_time: 1m
+      max_ejected_percent: 34
+      panic_threshold_percent: 0
+    slow_start: 0s
+  - name: b
+    target: static:///127.0.0.1:50052
+    outlier_detection: { enabled: false }
+  - name: c
+    target: static:///127.0.0.1:50053
+";
+    let config = podlb_config::parse(text, "t.yaml").unwrap();
+    let a = &config.upstreams[0].connection;
+    assert_eq!(a.outlier.fault_codes, FaultCodes::from_codes([14, 8]));
+    assert_eq!(a.outlier.consecutive_failures, None);
+    let rate = a.outlier.failure_rate.unwrap();
+    assert_eq!(
+        (rate.threshold_percent, rate.min_calls, rate.interval),
+        (30, 50, Duration::from_secs(30))
+    );
+    assert_eq!(a.outlier.base_ejection_time, Duration::from_secs(1));
+    assert_eq!(a.outlier.max_ejection_time, Duration::from_secs(60));
+    assert_eq!(a.outlier.max_ejected_percent, 34);
+    assert_eq!(a.outlier.panic_threshold_percent, 0);
+    assert_eq!(a.slow_start, Duration::ZERO);
+    assert!(!config.upstreams[1].connection.outlier.enabled);
+    assert_eq!(
+        config.upstreams[2].connection.outlier,
+        OutlierSettings::default()
+    );
+    assert_eq!(
+        config.upstreams[2].connection.slow_start,
+        Duration::from_secs(5)
+    );
+}

@@ -72,9 +72,12 @@ pub struct EndpointStatus {
     pub in_flight: u64,
     /// What active health checks say of it (`Unchecked` without them).
     pub health: Health,
+    /// Why and until when outlier detection took it out of rotation, if it
+    /// did (it stays connected, and `state` stays Ready).
+    pub ejection: Option<EjectionStatus>,
 }
 
-pub use podlb_upstream::{EndpointState, Health, HealthCheckSettings};
+pub use podlb_upstream::{EjectionStatus, EndpointState, Health, HealthCheckSettings};
 
 impl ProxyHandle {
     /// Every endpoint of every upstream, with its state.
@@ -89,6 +92,7 @@ impl ProxyHandle {
                     state: e.state(),
                     in_flight: e.in_flight(),
                     health: e.health(),
+                    ejection: e.ejection(),
                 })
             })
             .collect()

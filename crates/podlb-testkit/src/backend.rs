@@ -31,6 +31,7 @@ use crate::echo::EchoMetadataLayer;
 use crate::killable::KillableIo;
 use crate::pb::test_service_server::TestServiceServer;
 use crate::service::TestService;
+use crate::sickness::SicknessCell;
 use crate::stats::{CallCounts, CallStats};
 
 /// Largest message the backend accepts or sends, well above gRPC's 4 MiB
@@ -63,6 +64,7 @@ pub struct TestBackend {
     open_connections: TaskTracker,
     accepted_connections: Arc<AtomicU64>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    sickness: SicknessCell,
 }
 
 impl TestBackend {
@@ -132,7 +134,13 @@ impl TestBackend {
                 KillableIo::new(stream, kill.clone(), open.token())
             })
         });
-        let handlers = TestService::new(id.to_owned(), stats.clone(), options.added_delay);
+        let sickness = SicknessCell::default();
+        let handlers = TestService::new(
+            id.to_owned(),
+            stats.clone(),
+            options.added_delay,
+            sickness.clone(),
+        );
         let service = TestServiceServer::new(handlers)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -151,7 +159,13 @@ impl TestBackend {
             open_connections,
             accepted_connections,
             server: Some(tokio::spawn(server)),
+            sickness,
         }
+    }
+
+    /// The switch [`TestBackend::set_sickness`] turns.
+    pub(crate) fn sickness_cell(&self) -> &SicknessCell {
+        &self.sickness
     }
 
     /// The backend's id, sent back in every reply's `backend` field.

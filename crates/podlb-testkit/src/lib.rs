@@ -12,6 +12,8 @@
 //!   `127.0.0.1:0`, with call counters (started, finished, cancelled) that a
 //!   test can await, a graceful stop and a hard kill; [`BackendOptions`]
 //!   make one slower than its peers or limit its concurrent streams.
+//! - [`Sickness`]: a switch that makes a running backend (tonic or
+//!   grpcio) fail every call, in headers or in trailers, or slow down.
 //! - [`python`]: the grpcio server and client of `tests/python`, the
 //!   interop peers, run as child processes.
 //! - [`connect`]: a tonic client of the test service.
@@ -52,8 +54,10 @@ pub mod fake_kube_api;
 mod held;
 mod killable;
 pub mod kube;
+pub mod load;
 pub mod python;
 mod service;
+mod sickness;
 mod stats;
 pub mod xds_peers;
 
@@ -68,6 +72,7 @@ pub use backend::{BackendOptions, TestBackend, start_pods};
 pub use held::HeldCall;
 pub use pb::test_service_client::TestServiceClient;
 pub use pb::{EchoReply, EchoRequest};
+pub use sickness::Sickness;
 pub use stats::{CallCounts, CallStats};
 
 /// Code generated from `proto/podlb_test.proto`.

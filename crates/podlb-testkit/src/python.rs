@@ -126,6 +126,11 @@ impl PythonServer {
         assert!(status.success(), "kill -{signal} {pid}: {status}");
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
     /// Kills the server process and waits for it to exit.
     pub async fn kill(mut self) {
         // An error means it has exited already, which is what we want.

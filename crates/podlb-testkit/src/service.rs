@@ -12,7 +12,9 @@ use std::time::Duration;
 use futures_util::Stream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::Sickness;
 use crate::pb::{EchoReply, EchoRequest};
+use crate::sickness::SicknessCell;
 use crate::stats::{CallGuard, CallStats};
 
 /// A stream of replies, as the streaming handlers return it.
@@ -25,14 +27,38 @@ pub(crate) struct TestService {
     stats: CallStats,
     /// Added before every request message is obeyed: a slower pod.
     added_delay: Duration,
+    /// Whether the test made it sick (`sickness.rs`).
+    sickness: SicknessCell,
 }
 
 impl TestService {
-    pub(crate) fn new(id: String, stats: CallStats, added_delay: Duration) -> Self {
+    pub(crate) fn new(
+        id: String,
+        stats: CallStats,
+        added_delay: Duration,
+        sickness: SicknessCell,
+    ) -> Self {
         TestService {
             id,
             stats,
             added_delay,
+            sickness,
+        }
+    }
+
+    /// What the backend adds before obeying a request now: the sickness's
+    /// status (in headers for every call kind here; see `server_stream` for
+    /// a status in trailers) or its delay.
+    async fn sicken(&self) -> Result<(), Status> {
+        match self.sickness.get() {
+            Sickness::Healthy => Ok(()),
+            Sickness::FailInHeaders(code) | Sickness::FailInTrailers(code) => {
+                Err(Status::new(code, "the test made this backend sick"))
+            }
+            Sickness::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
         }
     }
 
@@ -66,9 +92,12 @@ impl crate::pb::test_service_server::TestService for TestService {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         let mut guard = self.stats.start_call();
         let req = request.into_inner();
-        let result = obey(&req, self.added_delay)
-            .await
-            .map(|()| Response::new(self.reply(req.payload)));
+        let result = match self.sicken().await {
+            Ok(()) => obey(&req, self.added_delay)
+                .await
+                .map(|()| Response::new(self.reply(req.payload))),
+            Err(status) => Err(status),
+        };
         guard.finish();
         result
     }
@@ -81,9 +110,32 @@ impl crate::pb::test_service_server::TestService for TestService {
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
         let mut guard = self.stats.start_call();
         let req = request.into_inner();
-        if let Err(status) = obey(&req, self.added_delay).await {
+        let sickness = self.sickness.get();
+        let in_trailers = match sickness {
+            Sickness::FailInTrailers(code) => {
+                Some(Status::new(code, "the test made this backend sick"))
+            }
+            _ => None,
+        };
+        let early = match in_trailers {
+            Some(_) => Ok(()),
+            None => self.sicken().await,
+        };
+        if let Err(status) = match early {
+            Ok(()) => obey(&req, self.added_delay).await,
+            Err(status) => Err(status),
+        } {
             guard.finish();
             return Err(status);
+        }
+        if let Some(status) = in_trailers {
+            // One reply, then the status in the trailers.
+            let reply = EchoReply {
+                count: 1,
+                ..self.reply(req.payload)
+            };
+            let replies = futures_util::stream::iter([Ok(reply), Err(status)]);
+            return Ok(Response::new(Box::pin(Guarded::new(replies, guard))));
         }
         let payload = if req.payload.is_empty() {
             vec![0; req.reply_size as usize]

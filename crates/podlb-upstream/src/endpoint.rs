@@ -31,9 +31,14 @@
 //! fail at once with UNAVAILABLE naming the endpoint, and the endpoint is
 //! not ready until a new connection has answered a PING. A GOAWAY that says
 //! "too_many_pings" doubles the endpoint's interval (gRFC A8).
+//!
+//! Outlier detection and slow start sit beside the lifecycle, not in it
+//! (`outlier.rs`): an ejected endpoint stays Ready and connected, it only
+//! leaves the ready snapshot, and a call's outcome never touches `life`.
 
 mod health_task;
 mod lifecycle;
+mod outlier;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -43,7 +48,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, SendStream};
-use podlb_balance::{Keyed, Load, LoadTracker};
+use podlb_balance::{Keyed, Load, LoadTracker, OutlierSettings, OutlierTracker, SlowStart};
 use podlb_core::EndpointAddr;
 use podlb_discovery::Refresh;
 use tokio::net::TcpStream;
@@ -52,6 +57,7 @@ use tokio::time::Instant;
 
 pub use self::lifecycle::EndpointState;
 use self::lifecycle::{Decision, Event, Lifecycle};
+pub use self::outlier::EjectionStatus;
 use crate::ConnectionSettings;
 use crate::goaway::{GoawaySignal, GoawaySniffer};
 use crate::health::Health;
@@ -99,6 +105,12 @@ pub struct EndpointConnection {
     health_task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Told of every new connection (the health checks wait for one).
     connected: Arc<Notify>,
+    /// Its health by the outcomes of its calls, and its ejection.
+    outlier: OutlierTracker,
+    outlier_settings: OutlierSettings,
+    /// Its share ramp after it became ready or came back.
+    slow_start: SlowStart,
+    slow_start_window: Duration,
 }
 
 /// One HTTP/2 connection to an endpoint.
@@ -166,6 +178,10 @@ impl EndpointConnection {
             }),
             health_task: Mutex::new(None),
             connected: Arc::new(Notify::new()),
+            outlier: OutlierTracker::default(),
+            outlier_settings: settings.outlier,
+            slow_start: SlowStart::default(),
+            slow_start_window: settings.slow_start,
         });
         if let Some(checks) = settings.health_check.clone() {
             let task = tokio::spawn(health_task::run(Arc::downgrade(&endpoint), checks));
@@ -258,13 +274,6 @@ impl EndpointConnection {
         Lease::Full
     }
 
-    /// Counts how a call went on the endpoint, once per call (from its
-    /// lease's drop).
-    fn record_outcome(&self, outcome: CallOutcome) {
-        // Outlier detection reads these (issue 13); nothing yet.
-        let _ = outcome;
-    }
-
     /// Whether a connection that can take calls exists now.
     fn has_usable_connection(&self) -> bool {
         self.conns.load().iter().any(|c| c.is_usable())
@@ -294,6 +303,10 @@ impl EndpointConnection {
             (decision, life.state() != before)
         };
         if changed {
+            if self.state() == EndpointState::Ready {
+                // New or reconnected: its share ramps up (slow start).
+                self.slow_start.restart(since_epoch(Instant::now()));
+            }
             tracing::debug!(upstream = %self.upstream, endpoint = %self.addr, state = ?self.state(), "endpoint state");
             if let Some(set) = self.set.upgrade() {
                 set.refresh_ready();
@@ -375,6 +388,12 @@ impl Load for EndpointConnection {
     }
     fn ewma_cost(&self) -> f64 {
         self.load.ewma_cost(since_epoch(Instant::now()))
+    }
+    fn is_ejected(&self) -> bool {
+        self.outlier.is_ejected()
+    }
+    fn warmth(&self) -> f64 {
+        self.warmth_now()
     }
 }
 
@@ -707,7 +726,7 @@ impl Drop for CallLease {
     fn drop(&mut self) {
         self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.endpoint.load.end();
-        self.endpoint.record_outcome(self.outcome);
+        self.endpoint.record_outcome(self.outcome, self.started);
         self.endpoint.waiters.stream_freed();
     }
 }

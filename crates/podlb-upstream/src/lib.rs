@@ -37,7 +37,9 @@ mod upstream;
 mod waiters;
 
 pub use backoff::Backoff;
-pub use endpoint::{CallLease, EndpointConnection, EndpointState, Lease, SendError};
+pub use endpoint::{
+    CallLease, EjectionStatus, EndpointConnection, EndpointState, Lease, SendError,
+};
 pub use error::Error;
 pub use health::{Health, HealthCheckSettings};
 pub use http1::Http1Lease;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use podlb_balance::OutlierSettings;
+
 use crate::HealthCheckSettings;
 
 /// How podlb connects to, and keeps connected to, each endpoint of an upstream.
@@ -87,6 +89,18 @@ pub struct ConnectionSettings {
     /// longer than its callers' patience (set it above the longest pause
     /// the backends take, such as a stop-the-world GC).
     pub stall_ping_timeout: Duration,
+    /// Passive outlier detection: endpoints whose calls fail are ejected
+    /// for a while (`podlb_balance::outlier`). On by default; each field
+    /// documents its default and why.
+    pub outlier: OutlierSettings,
+    /// How long a new, reconnected or returning endpoint takes to ramp up
+    /// to its full share of `least_request` and `peak_ewma` picks, from a
+    /// tenth of it. Zero turns it off. Default 5s: long enough for a
+    /// pod's caches and JIT to warm under a growing share, short enough
+    /// that a scale-up pays off at once; and a returning pod takes calls
+    /// from its first second (a tenth, then a fifth of its share), so it is
+    /// back in rotation within a second.
+    pub slow_start: Duration,
 }
 
 impl Default for ConnectionSettings {
@@ -103,6 +117,8 @@ impl Default for ConnectionSettings {
             health_check: None,
             stall_after: Some(Duration::from_secs(1)),
             stall_ping_timeout: Duration::from_secs(1),
+            outlier: OutlierSettings::default(),
+            slow_start: Duration::from_secs(5),
         }
     }
 }

@@ -70,6 +70,7 @@ impl Upstream {
         let choice = policy.into();
         let policies = Arc::new(Policies::new(choice.resolve(&[])));
         let endpoints = Arc::new(Endpoints::new());
+        endpoints.set_panic_threshold(settings.outlier.panic_threshold_percent);
         let waiters = Arc::new(Waiters::default());
         let connect_timeout = settings.connect_timeout;
         let applied = Arc::new(AtomicBool::new(false));

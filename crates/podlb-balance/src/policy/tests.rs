@@ -11,11 +11,24 @@ use crate::EndpointSet;
 struct Fake {
     in_flight: u64,
     cost: f64,
+    warmth: f64,
 }
 
 impl Fake {
     fn ready(in_flight: u64, cost: f64) -> Self {
-        Fake { in_flight, cost }
+        Fake {
+            in_flight,
+            cost,
+            warmth: 1.0,
+        }
+    }
+
+    fn warming(in_flight: u64, cost: f64, warmth: f64) -> Self {
+        Fake {
+            in_flight,
+            cost,
+            warmth,
+        }
     }
 }
 
@@ -28,6 +41,9 @@ impl Load for Fake {
     }
     fn ewma_cost(&self) -> f64 {
         self.cost
+    }
+    fn warmth(&self) -> f64 {
+        self.warmth
     }
 }
 
@@ -209,6 +225,34 @@ fn peak_ewma_prefers_the_cheaper_endpoint() {
     ];
     let c = counts(&PeakEwma, &eps, 3000);
     assert_eq!(c[2], 0, "{c:?}");
+}
+
+#[test]
+fn a_warming_endpoint_gets_about_its_warmth_of_what_it_would_win() {
+    // Idle and cheapest, it would win every pick it is drawn in (2 of 3);
+    // at warmth 0.2 it keeps about a fifth of those: some calls at once,
+    // not a flood.
+    for policy in [&LeastRequest as &dyn Policy<Fake>, &PeakEwma] {
+        let eps = vec![
+            Fake::warming(0, 0.5, 0.2),
+            Fake::ready(4, 5.0),
+            Fake::ready(4, 5.0),
+        ];
+        let c = counts(policy, &eps, 30_000);
+        let expected = 30_000.0 * (2.0 / 3.0) * 0.2;
+        let share = c[0] as f64;
+        assert!(
+            (expected * 0.8..expected * 1.2).contains(&share),
+            "{policy:?}: {c:?}"
+        );
+    }
+    // Two equally warm endpoints compare by cost alone.
+    let eps = vec![
+        Fake::warming(0, 1.0, 0.3),
+        Fake::warming(0, 1.0, 0.3),
+        Fake::warming(50, 100.0, 0.3),
+    ];
+    assert_eq!(counts(&LeastRequest, &eps, 3000)[2], 0);
 }
 
 #[test]
