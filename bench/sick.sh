@@ -25,6 +25,8 @@
 #   FAULT_AT         seconds of healthy load before the fault (default 5)
 #   CONCURRENCY      calls in flight (default 16)
 #   DEADLINE         seconds, each call's deadline (default 2)
+#   WORK_MS          ms a healthy backend takes per call (default 2); fail-fast
+#                    answers take none, slow takes WORK_MS + 250
 #   BENCH_PORT_BASE  first port tried (default 18300); busy ones are skipped
 #   PODLB            the podlb binary (default target/release/podlb)
 #   PODLB_PROXY_ARGS extra arguments for `podlb proxy`
@@ -50,6 +52,7 @@ FAULT_AT=${FAULT_AT%s}
 CONCURRENCY=${CONCURRENCY:-16}
 DEADLINE=${DEADLINE:-2}
 DEADLINE=${DEADLINE%s}
+WORK_MS=${WORK_MS:-2}
 BENCH_PORT_BASE=${BENCH_PORT_BASE:-18300}
 PODLB=${PODLB:-$ROOT/target/release/podlb}
 PODLB_PROXY_ARGS=${PODLB_PROXY_ARGS:-}
@@ -205,7 +208,7 @@ ensure_tools() {
 start_backend() { # N: b<N> on port B<N>, mode from $RUN_DIR/mode-b<N>
     local n=$1 port=B$1
     start_bg "$RUN_DIR/$LABEL-b$n.log" "$PY" "$HERE/sick_backend.py" "b$n" "${!port}" \
-        --control "$RUN_DIR/mode-b$n"
+        --control "$RUN_DIR/mode-b$n" --work-ms "$WORK_MS"
     BACKEND_PIDS[n]=$LAST_PID
     wait_port "${!port}" "$LAST_PID" || die "backend b$n did not start: $(tail -n 3 "$RUN_DIR/$LABEL-b$n.log")"
 }
@@ -407,7 +410,7 @@ report() {
 # Sick pods, $(date -u '+%Y-%m-%d %H:%M UTC')
 
 - machine: $(nproc) cores, Linux $(uname -r), load average at start: $LOAD_AT_START
-- 3 grpcio backends (\`bench/sick_backend.py\`), the peer (2 workers/threads), the client (\`bench/sick_client.py\`: $CONCURRENCY threads over one grpcio channel, unary \`podlb.test.v1.TestService/Unary\` calls back to back, ServerStream for fail_trailers, ${DEADLINE} s deadline), all on 127.0.0.1
+- 3 grpcio backends (\`bench/sick_backend.py\`: a healthy call takes $WORK_MS ms; failing fast takes none), the peer (2 workers/threads), the client (\`bench/sick_client.py\`: $CONCURRENCY threads over one grpcio channel, unary \`podlb.test.v1.TestService/Unary\` calls back to back, ServerStream for fail_trailers, ${DEADLINE} s deadline), all on 127.0.0.1
 - each scenario and peer: fresh backends and peer, $FAULT_AT s of healthy load, then the fault on b3 (all_failing: on all three), load for $DURATION s from the fault on (frozen: $DURATION s frozen, then $THAW_TAIL s more)
 - peers with the configs of \`bench/run.sh\` (what it takes to proxy gRPC, nothing for faults: no health checks, retries, outlier detection or timeouts beyond the templates'); podlb with its defaults
 $(versions)

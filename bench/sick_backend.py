@@ -7,19 +7,21 @@ is EchoReply{backend: ID}, encoded by hand. What it does depends on its
 mode, read at start from --mode and then from the control file whenever the
 file changes (polled every 20 ms; write the new mode into it):
 
-  ok                         answer at once (ServerStream: one reply, then OK)
+  ok                         answer after --work-ms (default 2 ms: a healthy
+                             call does some work; ServerStream: one reply, OK)
   slow                       the same, 250 ms later (--slow-ms)
   unavailable                UNAVAILABLE at once, trailers-only (no reply)
   unavailable_after_message  ServerStream: one reply, then UNAVAILABLE in the
                              trailers; Unary cannot send a reply and then fail
                              in grpcio, so it answers as `unavailable`
-  not_found                  NOT_FOUND at once, trailers-only
+  not_found                  NOT_FOUND after --work-ms, trailers-only
 
 Every failure carries `x-backend: ID` in its trailers, so the load
 generator can tell which backend failed a call. SIGSTOP freezes it (the
 kernel still accepts connections), SIGKILL kills it.
 
-Usage: sick_backend.py ID PORT [--mode MODE] [--control FILE] [--slow-ms N]
+Usage: sick_backend.py ID PORT [--mode MODE] [--control FILE] [--work-ms N]
+                        [--slow-ms N]
 Prints `LISTENING PORT` once ready; stops on SIGTERM or SIGINT.
 """
 
@@ -44,10 +46,11 @@ def echo_reply(backend_id: str) -> bytes:
 
 
 class Backend:
-    def __init__(self, backend_id, mode, control, slow_ms):
+    def __init__(self, backend_id, mode, control, work_ms, slow_ms):
         self.id = backend_id
         self.mode = mode
         self.control = control
+        self.work_s = work_ms / 1000.0
         self.slow_s = slow_ms / 1000.0
         self.reply = echo_reply(backend_id)
         self.trailers = (("x-backend", backend_id),)
@@ -76,11 +79,14 @@ class Backend:
     def before_reply(self, context, streaming):
         mode = self.mode
         if mode == "slow":
-            time.sleep(self.slow_s)
+            time.sleep(self.work_s + self.slow_s)
         elif mode == "not_found":
+            time.sleep(self.work_s)   # an answer, after the same work as OK
             self.fail(context, grpc.StatusCode.NOT_FOUND)
         elif mode == "unavailable" or (mode == "unavailable_after_message" and not streaming):
             self.fail(context, grpc.StatusCode.UNAVAILABLE)
+        elif self.work_s > 0:
+            time.sleep(self.work_s)
 
     def unary(self, request, context):
         self.before_reply(context, streaming=False)
@@ -99,10 +105,11 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("--mode", choices=MODES, default="ok")
     p.add_argument("--control", help="file holding the mode, polled every 20 ms")
-    p.add_argument("--slow-ms", type=int, default=250)
+    p.add_argument("--work-ms", type=float, default=2.0, help="time a healthy call takes")
+    p.add_argument("--slow-ms", type=float, default=250.0, help="slow: added to --work-ms")
     args = p.parse_args()
 
-    backend = Backend(args.id, args.mode, args.control, args.slow_ms)
+    backend = Backend(args.id, args.mode, args.control, args.work_ms, args.slow_ms)
     if args.control:
         threading.Thread(target=backend.watch, daemon=True).start()
 
