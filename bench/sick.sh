@@ -217,6 +217,7 @@ start_backends() {
     local n
     for n in 1 2 3; do
         echo ok >"$RUN_DIR/mode-b$n"
+        rm -f "$RUN_DIR/mode-b$n.ack"
         start_backend "$n"
     done
 }
@@ -229,10 +230,19 @@ stop_backends() {
     done
 }
 
-set_mode() { # MODE N...: write MODE into the control files of b<N>...
-    local mode=$1 n
+# set_mode MODE N...: write MODE into the control files of b<N>..., and
+# return once every one of them says (in its .ack file) it is in force, so
+# the event written next is when the backends changed, not when we asked.
+set_mode() {
+    local mode=$1 n i
     shift
     for n in "$@"; do echo "$mode" >"$RUN_DIR/mode-b$n.tmp" && mv "$RUN_DIR/mode-b$n.tmp" "$RUN_DIR/mode-b$n"; done
+    for n in "$@"; do
+        for i in $(seq 1000); do
+            [[ $(cat "$RUN_DIR/mode-b$n.ack" 2>/dev/null) == "$mode" ]] && break
+            sleep 0.005
+        done
+    done
 }
 
 event() { echo "$1 $(date +%s.%N)" >>"$EVENTS"; }

@@ -5,7 +5,8 @@ Serves podlb.test.v1.TestService (proto/podlb_test.proto) Unary and
 ServerStream, without generated code: requests are ignored and every reply
 is EchoReply{backend: ID}, encoded by hand. What it does depends on its
 mode, read at start from --mode and then from the control file whenever the
-file changes (polled every 20 ms; write the new mode into it):
+file changes (polled every 20 ms; write the new mode into it; once in
+force, the mode is written back into FILE.ack):
 
   ok                         answer after --work-ms (default 2 ms: a healthy
                              call does some work; ServerStream: one reply, OK)
@@ -68,6 +69,10 @@ class Backend:
                     if mode in MODES and mode != self.mode:
                         self.mode = mode
                         print(f"{time.time():.3f} mode {mode}", flush=True)
+                    # Tell sick.sh the mode is in force from now on.
+                    with open(self.control + ".ack.tmp", "w") as f:
+                        f.write(self.mode + "\n")
+                    os.replace(self.control + ".ack.tmp", self.control + ".ack")
             except FileNotFoundError:
                 pass
             time.sleep(0.02)
