@@ -5,7 +5,7 @@
 # when one is killed and restarted. Every peer in the same run, on
 # 127.0.0.1. See BENCHMARKING.md ("Sick pods").
 #
-#   bash bench/sick.sh                          # everything, about 13 minutes
+#   bash bench/sick.sh                          # everything, about 11 minutes
 #   PEERS="podlb haproxy" SCENARIOS="frozen slow" bash bench/sick.sh
 #
 # The backends are bench/sick_backend.py (grpcio, podlb.test.v1.TestService,
