@@ -444,6 +444,9 @@ main() {
     for scenario in $SCENARIOS; do
         [[ " $ALL_SCENARIOS " == *" $scenario "* ]] || die "unknown scenario '$scenario' (known: $ALL_SCENARIOS)"
     done
+    if ((DURATION < 10)); then
+        log "warning: DURATION=$DURATION: the windows start 5 s after the fault (after healing: 5 s after), so most stay empty below 10 s"
+    fi
     mkdir -p "$RUN_DIR"
     : >"$ROWS"
     PODLB_SRC=$PODLB
