@@ -151,7 +151,7 @@ impl Upstream {
         // ready snapshot has not caught up yet): take any endpoint that can
         // take the call.
         let all = self.endpoints.snapshot();
-        for endpoint in all.iter().filter(|e| e.is_ready()) {
+        for endpoint in all.iter().filter(|e| e.is_ready() && !e.is_ejected()) {
             match endpoint.lease() {
                 Lease::Leased(lease) => return Ok(lease),
                 Lease::Full => saturated = true,
