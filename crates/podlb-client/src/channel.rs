@@ -107,6 +107,13 @@ impl Channel {
     pub fn policy(&self) -> PolicyKind {
         self.ctx.upstream.policy()
     }
+
+    /// The outlier detection its servers are judged by now: the settings
+    /// given to [`Builder::outlier_detection`], else what an `xds:///`
+    /// target's Cluster asks for, else podlb's defaults.
+    pub fn outlier_settings(&self) -> OutlierSettings {
+        self.ctx.upstream.outlier_settings()
+    }
 }
 
 /// Settings of a [`Channel`].
@@ -211,9 +218,12 @@ impl Builder {
     /// Passive outlier detection: which statuses count as a server's
     /// fault, the detectors, how long and how many servers are ejected.
     /// On by default ([`OutlierSettings::default`] says each value and
-    /// why); [`OutlierSettings::disabled`] turns it off.
+    /// why); [`OutlierSettings::disabled`] turns it off. Settings given
+    /// here win over what an `xds:///` target's Cluster asks for; without
+    /// them, the Cluster's `outlier_detection` replaces the defaults.
     pub fn outlier_detection(mut self, settings: OutlierSettings) -> Self {
         self.connection.outlier = settings;
+        self.connection.outlier_from_source = false;
         self
     }
 

@@ -284,6 +284,24 @@ pub struct OutlierDetection {
     pub panic_threshold_percent: Option<Spanned<u64>>,
 }
 
+impl OutlierDetection {
+    /// Whether the user wrote none of it: an xDS Cluster's
+    /// `outlier_detection` may then replace podlb's defaults.
+    pub fn is_unset(&self) -> bool {
+        let rate = &self.failure_rate;
+        self.enabled.is_none()
+            && self.fault_codes.is_none()
+            && self.consecutive_failures.is_none()
+            && rate.threshold_percent.is_none()
+            && rate.min_calls.is_none()
+            && rate.interval.is_none()
+            && self.base_ejection_time.is_none()
+            && self.max_ejection_time.is_none()
+            && self.max_ejected_percent.is_none()
+            && self.panic_threshold_percent.is_none()
+    }
+}
+
 /// `upstreams[i].outlier_detection.failure_rate`: an endpoint is ejected
 /// when, over one interval with at least `min_calls` calls, at least
 /// `threshold_percent` of them failed, while the other endpoints failed

@@ -399,6 +399,7 @@ impl Cx<'_> {
                 default.stall_ping_timeout,
             )?,
             outlier: self.outlier(&upstream.outlier_detection, field)?,
+            outlier_from_source: upstream.outlier_detection.is_unset(),
             slow_start: match &upstream.slow_start {
                 Some(value) => self.duration(value, &format!("{field}.slow_start"))?,
                 None => default.slow_start,

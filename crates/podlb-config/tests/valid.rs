@@ -50,7 +50,15 @@ fn example_config_becomes_the_expected_proxy_config() {
     );
     assert_eq!(upstream.max_message_bytes, Some(4 << 20));
     // The example spells out every default, so its comments stay true.
-    assert_eq!(upstream.connection, ConnectionSettings::default());
+    // Written out, its outlier settings are the user's: an xDS Cluster's
+    // do not replace them.
+    assert_eq!(
+        upstream.connection,
+        ConnectionSettings {
+            outlier_from_source: false,
+            ..ConnectionSettings::default()
+        }
+    );
     assert_eq!(config.grace_period, DEFAULT_GRACE_PERIOD);
 }
 

@@ -7,10 +7,12 @@
 
 mod addr;
 mod error;
+pub mod outlier;
 mod target;
 mod update;
 
 pub use addr::{EndpointAddr, ListenAddr};
 pub use error::Error;
+pub use outlier::OutlierSettings;
 pub use target::{DnsTarget, KubernetesTarget, PortRef, Target, TargetKind, XdsTarget};
 pub use update::{Endpoint, EndpointState, Topology, Update, routable};

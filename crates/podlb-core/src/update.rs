@@ -4,13 +4,13 @@
 //! (a static list, a DNS answer, the merged slices of a Kubernetes Service,
 //! an xDS ClusterLoadAssignment): every source speaks in whole sets, so
 //! there is no partial `Add`/`Remove`. `Policy` carries the policies a
-//! source names. Endpoints carry their state as the
+//! source names, `Outlier` the outlier detection it asks for. Endpoints carry their state as the
 //! source sees it, not-ready ones included, so tools can show them; which of
 //! them take calls is decided once, by [`routable`].
 
 use std::fmt;
 
-use crate::EndpointAddr;
+use crate::{EndpointAddr, OutlierSettings};
 
 /// One backend endpoint as discovery sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -159,6 +159,12 @@ pub enum Update {
     /// unchanged. Whether the upstream follows it is the user's choice (a
     /// policy the user gave wins).
     Policy(Vec<String>),
+    /// The outlier detection the source asks for, as an xDS Cluster's
+    /// `outlier_detection` does; `None`: it asks for none, and the
+    /// upstream keeps its own settings (podlb's defaults unless the user
+    /// gave some). The endpoints are unchanged. Settings the user gave win
+    /// over it.
+    Outlier(Option<OutlierSettings>),
 }
 
 impl Update {
@@ -166,7 +172,7 @@ impl Update {
     pub fn apply_to(self, endpoints: &mut Vec<Endpoint>) {
         match self {
             Update::Reset(all) => *endpoints = all,
-            Update::Policy(_) => {}
+            Update::Policy(_) | Update::Outlier(_) => {}
         }
     }
 }

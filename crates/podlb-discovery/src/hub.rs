@@ -37,6 +37,9 @@ pub struct Resolution {
     /// The policies the source names (an xDS Cluster's), the preferred
     /// first; empty when it names none.
     pub policies: Arc<[String]>,
+    /// The outlier detection the source asks for (an xDS Cluster's
+    /// `outlier_detection`); `None`: it asks for none.
+    pub outlier: Option<podlb_core::OutlierSettings>,
 }
 
 impl Default for Resolution {
@@ -48,6 +51,7 @@ impl Default for Resolution {
             version: 0,
             updated: SystemTime::now(),
             policies: Arc::from([]),
+            outlier: None,
         }
     }
 }
@@ -121,6 +125,13 @@ async fn fold(target: Target, mut updates: UpdateStream, tx: watch::Sender<Resol
                 tx.send_if_modified(|res| {
                     let changed = *res.policies != *policies;
                     res.policies = Arc::from(policies);
+                    changed
+                });
+            }
+            Ok(Update::Outlier(outlier)) => {
+                tx.send_if_modified(|res| {
+                    let changed = res.outlier != outlier;
+                    res.outlier = outlier;
                     changed
                 });
             }

@@ -107,7 +107,9 @@ pub struct EndpointConnection {
     connected: Arc<Notify>,
     /// Its health by the outcomes of its calls, and its ejection.
     outlier: OutlierTracker,
-    outlier_settings: OutlierSettings,
+    /// The upstream's outlier settings, replaced live when an xDS Cluster
+    /// asks for others.
+    outlier_settings: SharedOutlier,
     /// Its share ramp after it became ready or came back.
     slow_start: SlowStart,
     slow_start_window: Duration,
@@ -142,6 +144,11 @@ impl H2Connection {
     }
 }
 
+/// An upstream's outlier settings, shared by its endpoints and replaced
+/// as a whole when the source asks for others (read once per call, no
+/// lock).
+pub(crate) type SharedOutlier = Arc<ArcSwap<OutlierSettings>>;
+
 /// The bit of [`EndpointConnection::mirror`] that says the first connect
 /// attempt is under way.
 const STARTING: u8 = 0x80;
@@ -157,6 +164,7 @@ impl EndpointConnection {
         waiters: Arc<Waiters>,
         set: Weak<Endpoints>,
         refresh: Refresh,
+        outlier_settings: SharedOutlier,
     ) -> Arc<EndpointConnection> {
         let life = Lifecycle::new(settings.backoff_initial, settings.backoff_max);
         let endpoint = Arc::new(EndpointConnection {
@@ -179,7 +187,7 @@ impl EndpointConnection {
             health_task: Mutex::new(None),
             connected: Arc::new(Notify::new()),
             outlier: OutlierTracker::default(),
-            outlier_settings: settings.outlier,
+            outlier_settings,
             slow_start: SlowStart::default(),
             slow_start_window: settings.slow_start,
         });

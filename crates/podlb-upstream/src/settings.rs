@@ -93,6 +93,13 @@ pub struct ConnectionSettings {
     /// for a while (`podlb_balance::outlier`). On by default; each field
     /// documents its default and why.
     pub outlier: OutlierSettings,
+    /// Whether the outlier detection an xDS Cluster asks for
+    /// (`outlier_detection`) replaces `outlier`, live, while the upstream
+    /// runs. Default true; the config and the client builder set it false
+    /// when the user gives outlier settings, which then win (as a policy
+    /// the user chose wins over the Cluster's). A Cluster without
+    /// `outlier_detection` leaves `outlier` as it is.
+    pub outlier_from_source: bool,
     /// How long a new, reconnected or returning endpoint takes to ramp up
     /// to its full share of `least_request` and `peak_ewma` picks, from a
     /// tenth of it. Zero turns it off. Default 5s: long enough for a
@@ -118,6 +125,7 @@ impl Default for ConnectionSettings {
             stall_after: Some(Duration::from_secs(1)),
             stall_ping_timeout: Duration::from_secs(1),
             outlier: OutlierSettings::default(),
+            outlier_from_source: true,
             slow_start: Duration::from_secs(5),
         }
     }

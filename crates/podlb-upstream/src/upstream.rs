@@ -20,12 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use podlb_balance::{EndpointSet, Keyed, Load, PolicyChoice, PolicyKind, PolicySet};
+use arc_swap::ArcSwap;
+use podlb_balance::{
+    EndpointSet, Keyed, Load, OutlierSettings, PolicyChoice, PolicyKind, PolicySet,
+};
 use podlb_core::{Target, Update};
 use podlb_discovery::{Discovery, Resolution};
 use tokio::task::JoinHandle;
 
-use crate::endpoint::Lease;
+use crate::endpoint::{Lease, SharedOutlier};
 use crate::waiters::{Waiters, deadline_after};
 use crate::{CallLease, ConnectionSettings, EndpointConnection, Error, Http1Lease};
 
@@ -42,6 +45,8 @@ pub struct Upstream {
     /// Picks per call; the follower switches it when the choice is the
     /// source's and the source names another.
     policies: Arc<Policies>,
+    /// The outlier settings the endpoints judge calls by now.
+    outlier: SharedOutlier,
     follower: JoinHandle<()>,
     discovery: Discovery,
     /// The follower has applied discovery's first answer to the set (which
@@ -79,6 +84,14 @@ impl Upstream {
             policies: policies.clone(),
             named: Arc::from([]),
         };
+        let outlier: SharedOutlier = Arc::new(ArcSwap::from_pointee(settings.outlier));
+        let outlier_follower = OutlierFollower {
+            own: settings.outlier,
+            from_source: settings.outlier_from_source,
+            shared: outlier.clone(),
+            endpoints: endpoints.clone(),
+            named: None,
+        };
         let follower = tokio::spawn(follow_discovery(
             name.clone(),
             discovery.clone(),
@@ -86,13 +99,14 @@ impl Upstream {
             settings,
             waiters.clone(),
             applied.clone(),
-            policy,
+            (policy, outlier_follower),
         ));
         Upstream {
             name,
             target: discovery.target().clone(),
             endpoints,
             policies,
+            outlier,
             follower,
             discovery,
             applied,
@@ -114,6 +128,12 @@ impl Upstream {
     /// The policy that picks now.
     pub fn policy(&self) -> PolicyKind {
         self.policies.active()
+    }
+
+    /// The outlier settings the endpoints judge calls by now: the user's,
+    /// or podlb's defaults, or what the xDS Cluster asks for.
+    pub fn outlier_settings(&self) -> OutlierSettings {
+        **self.outlier.load()
     }
 
     /// The endpoints now, with their states.
@@ -292,13 +312,14 @@ async fn follow_discovery(
     settings: ConnectionSettings,
     waiters: Arc<Waiters>,
     applied: Arc<AtomicBool>,
-    mut policy: PolicyFollower,
+    (mut policy, mut outlier): (PolicyFollower, OutlierFollower),
 ) {
     let mut resolutions = discovery.subscribe();
     loop {
         let resolution: Resolution = resolutions.borrow_and_update().clone();
         // Before the endpoints: the first calls on them use the new policy.
         policy.follow(&name, &resolution);
+        outlier.follow(&name, &resolution);
         let removed = apply_resolution(&endpoints, &resolution, |ep| {
             EndpointConnection::spawn(
                 name.clone(),
@@ -307,6 +328,7 @@ async fn follow_discovery(
                 waiters.clone(),
                 Arc::downgrade(&endpoints),
                 discovery.refresh().clone(),
+                outlier.shared.clone(),
             )
         });
         for endpoint in removed {
@@ -356,6 +378,49 @@ impl PolicyFollower {
                 upstream, policy = %kind, named = %named,
                 "the xDS Cluster names only policies podlb does not have: balancing with the default (give --lb or `policy:` to choose)"
             );
+        }
+    }
+}
+
+/// The outlier settings of an upstream's endpoints, and the source's it
+/// follows when the user gave none.
+#[derive(Debug)]
+struct OutlierFollower {
+    /// The user's settings, or podlb's defaults.
+    own: OutlierSettings,
+    /// Whether the source's replace them (the user gave none).
+    from_source: bool,
+    shared: SharedOutlier,
+    endpoints: Arc<Endpoints>,
+    /// What the source asked for last.
+    named: Option<OutlierSettings>,
+}
+
+impl OutlierFollower {
+    /// Applies the settings `resolution` asks for, if they changed, to
+    /// every endpoint at once (each reads them per call); a source that
+    /// asks for none gets the upstream's own back. An ejection under way
+    /// runs to its end.
+    fn follow(&mut self, upstream: &str, resolution: &Resolution) {
+        if !self.from_source || resolution.outlier == self.named {
+            return;
+        }
+        self.named = resolution.outlier;
+        let settings = self.named.unwrap_or(self.own);
+        self.shared.store(Arc::new(settings));
+        self.endpoints
+            .set_panic_threshold(settings.panic_threshold_percent);
+        match self.named {
+            Some(s) => tracing::info!(
+                upstream, enabled = s.enabled, consecutive_failures = ?s.consecutive_failures,
+                failure_rate = ?s.failure_rate, base_ejection_time = ?s.base_ejection_time,
+                max_ejected_percent = s.max_ejected_percent,
+                "outlier detection as the xDS Cluster asks"
+            ),
+            None => tracing::info!(
+                upstream,
+                "the xDS Cluster asks for no outlier detection any more: podlb's own settings again"
+            ),
         }
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::{Code, Status};
-use podlb_core::{Endpoint, Update};
+use podlb_core::{Endpoint, OutlierSettings, Update};
 use tokio::time::Instant;
 
 use crate::resources::{self, ListenerRoutes, Resource};
@@ -63,8 +63,18 @@ struct Subscription {
 }
 
 /// The endpoints of a complete chain, with the errors that explain what
-/// is missing from it, and the policies its (first) Cluster names.
-type Resolved = (Vec<Endpoint>, Vec<Error>, Vec<String>);
+/// is missing from it, and what its (first) Cluster asks for.
+type Resolved = (Vec<Endpoint>, Vec<Error>, ClusterAsks);
+
+/// What a Cluster asks of the balancing beyond its endpoints. Weighted
+/// clusters are balanced as one set: the first one speaks for all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ClusterAsks {
+    /// The policies it names, the preferred first.
+    policies: Vec<String>,
+    /// Its outlier detection; `None`: it has none.
+    outlier: Option<OutlierSettings>,
+}
 
 /// What to do after an event: requests to send, in order, and items for
 /// the target's update stream.
@@ -91,10 +101,10 @@ pub(crate) struct Chain {
     emitted: Option<Resolved>,
     /// Whether anything was ever emitted.
     ever_emitted: bool,
-    /// The Cluster's policies, when they changed since last taken.
-    policy_change: Option<Vec<String>>,
-    /// The policies last emitted.
-    emitted_policies: Vec<String>,
+    /// What the Cluster asks for that changed since last taken.
+    cluster_changes: Vec<Update>,
+    /// What the Cluster asked for, as last emitted.
+    emitted_asks: ClusterAsks,
 }
 
 impl Chain {
@@ -119,8 +129,8 @@ impl Chain {
             deadlines: BTreeMap::new(),
             emitted: None,
             ever_emitted: false,
-            policy_change: None,
-            emitted_policies: Vec::new(),
+            cluster_changes: Vec::new(),
+            emitted_asks: ClusterAsks::default(),
         }
     }
 
@@ -447,22 +457,27 @@ impl Chain {
         if self.emitted.as_ref() == Some(&resolved) {
             return Vec::new();
         }
-        let (endpoints, errors, policies) = resolved.clone();
+        let (endpoints, errors, asks) = resolved.clone();
         self.emitted = Some(resolved);
         self.ever_emitted = true;
-        if policies != self.emitted_policies {
-            self.emitted_policies = policies.clone();
-            self.policy_change = Some(policies);
+        if asks.policies != self.emitted_asks.policies {
+            self.cluster_changes
+                .push(Update::Policy(asks.policies.clone()));
         }
+        if asks.outlier != self.emitted_asks.outlier {
+            self.cluster_changes.push(Update::Outlier(asks.outlier));
+        }
+        self.emitted_asks = asks;
         std::iter::once(Ok(Update::Reset(endpoints)))
             .chain(errors.into_iter().map(Err))
             .collect()
     }
 
-    /// The policies the target's Cluster names, if they changed since the
-    /// last call (the client sends them ahead of the step's items).
-    pub(crate) fn take_policy_change(&mut self) -> Option<Vec<String>> {
-        self.policy_change.take()
+    /// What the target's Cluster asks for (policies, outlier detection)
+    /// that changed since the last call; the client sends them ahead of the
+    /// step's items.
+    pub(crate) fn take_cluster_changes(&mut self) -> Vec<Update> {
+        std::mem::take(&mut self.cluster_changes)
     }
 
     /// The target's endpoints, if the chain is complete: each link known
@@ -472,25 +487,28 @@ impl Chain {
         let routes = match self.link(ResourceType::Listener, &self.target)? {
             Ok(Resource::Listener(routes)) => routes,
             Ok(_) => return None,
-            Err(error) => return Some((Vec::new(), vec![error], Vec::new())),
+            Err(error) => return Some((Vec::new(), vec![error], ClusterAsks::default())),
         };
         let clusters = match routes {
             ListenerRoutes::Inline(clusters) => clusters,
             ListenerRoutes::Rds(route) => match self.link(ResourceType::Route, route)? {
                 Ok(Resource::Route(clusters)) => clusters,
                 Ok(_) => return None,
-                Err(error) => return Some((Vec::new(), vec![error], Vec::new())),
+                Err(error) => return Some((Vec::new(), vec![error], ClusterAsks::default())),
             },
         };
         let mut endpoints = Vec::new();
         let mut errors = Vec::new();
-        let mut policies = None;
+        let mut asks = None;
         for cluster in clusters {
             let eds = match self.link(ResourceType::Cluster, cluster)? {
                 Ok(Resource::Cluster(link)) => {
                     // Weighted clusters are balanced as one set: the first
                     // one's policy speaks for all.
-                    policies.get_or_insert_with(|| link.policies.clone());
+                    asks.get_or_insert_with(|| ClusterAsks {
+                        policies: link.policies.clone(),
+                        outlier: link.outlier,
+                    });
                     &link.eds
                 }
                 Ok(_) => return None,
@@ -506,7 +524,7 @@ impl Chain {
             }
         }
         endpoints.sort_by_key(|e| e.addr);
-        Some((endpoints, errors, policies.unwrap_or_default()))
+        Some((endpoints, errors, asks.unwrap_or_default()))
     }
 
     /// One link of the chain: `None` while pending; `Err` if missing or

@@ -195,10 +195,9 @@ async fn session(
             mut items,
         } = step;
         send_requests(&requests, next);
-        if let Some(policies) = chain.take_policy_change() {
-            // Ahead of the endpoints, so the first calls use it.
-            items.insert(0, Ok(Update::Policy(policies)));
-        }
+        // Ahead of the endpoints, so the first calls use them.
+        let asks = chain.take_cluster_changes();
+        items.splice(0..0, asks.into_iter().map(Ok));
         if !send_all(tx, items).await {
             return Ended::Unheard;
         }

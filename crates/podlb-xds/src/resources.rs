@@ -42,6 +42,8 @@ use prost::{Message, Name};
 use crate::ResourceType;
 use crate::endpoints::endpoints_from_cla;
 
+pub(crate) mod outlier;
+
 /// Where a Listener's routes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListenerRoutes {
@@ -72,6 +74,8 @@ pub(crate) struct ClusterLink {
     /// The balancing policies it names, the preferred first (see
     /// [`cluster_policies`]).
     pub(crate) policies: Vec<String>,
+    /// What its `outlier_detection` asks for; `None`: it has none.
+    pub(crate) outlier: Option<podlb_core::OutlierSettings>,
 }
 
 /// One resource of a response: its name, and what it means or why it
@@ -105,12 +109,7 @@ pub(crate) fn decode(kind: ResourceType, any: &Any, target: &str) -> Result<Deco
         }
         ResourceType::Cluster => {
             let cluster = Cluster::decode(bytes).map_err(undecodable)?;
-            let link = eds_name(&cluster).map(|eds| {
-                Resource::Cluster(ClusterLink {
-                    eds,
-                    policies: cluster_policies(&cluster),
-                })
-            });
+            let link = cluster_link(&cluster).map(Resource::Cluster);
             (cluster.name, link)
         }
         ResourceType::Endpoints => {
@@ -292,6 +291,20 @@ fn matching_virtual_host<'a>(hosts: &'a [VirtualHost], target: &str) -> Option<&
         }
     }
     best.map(|(_, host)| host)
+}
+
+fn cluster_link(cluster: &Cluster) -> Result<ClusterLink, String> {
+    let eds = eds_name(cluster)?;
+    let outlier = cluster
+        .outlier_detection
+        .as_ref()
+        .map(outlier::settings_from_xds)
+        .transpose()?;
+    Ok(ClusterLink {
+        eds,
+        policies: cluster_policies(cluster),
+        outlier,
+    })
 }
 
 fn eds_name(cluster: &Cluster) -> Result<String, String> {

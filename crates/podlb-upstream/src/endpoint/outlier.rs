@@ -70,7 +70,8 @@ impl EndpointConnection {
     /// per call (from its lease's drop): a failure's latency penalty for
     /// `peak_ewma`, and the outlier detectors, which may eject it.
     pub(super) fn record_outcome(self: &Arc<Self>, outcome: CallOutcome, started: Instant) {
-        let verdict = verdict(outcome, &self.outlier_settings);
+        let settings = **self.outlier_settings.load();
+        let verdict = verdict(outcome, &settings);
         if verdict == Verdict::Ignored {
             return;
         }
@@ -80,7 +81,7 @@ impl EndpointConnection {
             self.load
                 .observe_failure(now.saturating_duration_since(started), since);
         }
-        if let Some(trip) = self.outlier.record(verdict, since, &self.outlier_settings) {
+        if let Some(trip) = self.outlier.record(verdict, since, &settings) {
             self.try_eject(trip);
         }
     }
@@ -92,7 +93,7 @@ impl EndpointConnection {
         let Some(set) = self.set.upgrade() else {
             return;
         };
-        let settings = self.outlier_settings;
+        let settings = **self.outlier_settings.load();
         let decided = set.update(|all| {
             if self.outlier.is_ejected() {
                 return None;

@@ -500,25 +500,64 @@ fn the_clusters_policies_are_handed_on_when_they_change() {
     let now = Instant::now();
     let mut c = resolved(now);
     assert_eq!(
-        c.take_policy_change(),
-        Some(vec!["round_robin".to_string()])
+        c.take_cluster_changes(),
+        [Update::Policy(vec!["round_robin".to_string()])]
     );
-    assert_eq!(c.take_policy_change(), None, "taken once");
+    assert_eq!(c.take_cluster_changes(), [], "taken once");
 
     // The same Cluster again: nothing new.
     c.on_response(response(CDS, "2", "n2", vec![eds_cluster("c1", "s1")]), now);
-    assert_eq!(c.take_policy_change(), None);
+    assert_eq!(c.take_cluster_changes(), []);
 
     let mut least = eds_cluster_message("c1", "s1");
     least.lb_policy = LbPolicy::LeastRequest as i32;
     let step = c.on_response(response(CDS, "3", "n3", vec![pack_any(least)]), now);
     assert_eq!(
-        c.take_policy_change(),
-        Some(vec!["least_request".to_string()])
+        c.take_cluster_changes(),
+        [Update::Policy(vec!["least_request".to_string()])]
     );
     assert_eq!(
         reset_addrs(&step.items[0]),
         ["10.0.0.1:80"],
         "same endpoints"
     );
+}
+
+#[test]
+fn the_clusters_outlier_detection_is_handed_on_and_a_bad_one_nacked() {
+    use crate::resources::tests::eds_cluster_message;
+    use envoy_types::pb::envoy::config::cluster::v3::OutlierDetection;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    use podlb_core::OutlierSettings;
+    let now = Instant::now();
+    let mut c = resolved(now);
+    c.take_cluster_changes();
+
+    let tuned = OutlierSettings {
+        consecutive_failures: Some(2),
+        ..OutlierSettings::default()
+    };
+    let mut with = eds_cluster_message("c1", "s1");
+    with.outlier_detection = Some(crate::outlier_detection(&tuned));
+    c.on_response(response(CDS, "2", "n2", vec![pack_any(with.clone())]), now);
+    assert_eq!(c.take_cluster_changes(), [Update::Outlier(Some(tuned))]);
+
+    // A percentage above 100: NACKed, the last good settings stay.
+    with.outlier_detection = Some(OutlierDetection {
+        max_ejection_percent: Some(UInt32Value { value: 120 }),
+        ..Default::default()
+    });
+    let step = c.on_response(response(CDS, "3", "n3", vec![pack_any(with)]), now);
+    let nack = step.requests[0].error_detail.as_ref().expect("a NACK");
+    assert!(
+        nack.message
+            .contains("outlier_detection.max_ejection_percent is 120"),
+        "{}",
+        nack.message
+    );
+    assert_eq!(c.take_cluster_changes(), []);
+
+    // Gone from the Cluster: podlb's own settings again.
+    c.on_response(response(CDS, "4", "n4", vec![eds_cluster("c1", "s1")]), now);
+    assert_eq!(c.take_cluster_changes(), [Update::Outlier(None)]);
 }

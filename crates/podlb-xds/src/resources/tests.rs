@@ -316,6 +316,7 @@ fn a_cluster_must_be_eds_and_names_its_eds_resource() {
         Ok(Resource::Cluster(ClusterLink {
             eds: "c1".into(),
             policies: vec!["round_robin".into()],
+            outlier: None,
         }))
     );
     assert_eq!(
@@ -323,6 +324,7 @@ fn a_cluster_must_be_eds_and_names_its_eds_resource() {
         Ok(Resource::Cluster(ClusterLink {
             eds: "svc".into(),
             policies: vec!["round_robin".into()],
+            outlier: None,
         }))
     );
     let err = name_of(&dns_cluster("c1")).unwrap_err();
