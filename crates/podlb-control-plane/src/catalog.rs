@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 use imbl::ordmap::DiffItem;
-use podlb_core::{Endpoint, PortRef};
+use podlb_core::{Endpoint, OutlierSettings, PortRef};
 
 /// A Service's name and namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,6 +32,9 @@ impl fmt::Display for ServiceName {
 
 /// The annotation that picks a Service's balancing policy.
 pub const POLICY_ANNOTATION: &str = "podlb.io/lb-policy";
+/// The annotation that turns a Service's outlier detection off (`off`);
+/// without it, or with `on`, its Clusters carry podlb's defaults.
+pub const OUTLIER_ANNOTATION: &str = "podlb.io/outlier-detection";
 /// The annotation that names the header `ring_hash` hashes (e.g.
 /// `x-user-id`); without it each call hashes at random.
 pub const HASH_HEADER_ANNOTATION: &str = "podlb.io/hash-header";
@@ -112,6 +115,10 @@ pub struct CatalogService {
     pub ports: Vec<ServicePort>,
     /// Where its endpoints come from.
     pub endpoints: ServiceEndpoints,
+    /// The outlier detection its Clusters ask for (`outlier_detection`):
+    /// podlb's defaults unless the catalog file or an annotation says
+    /// otherwise; [`OutlierSettings::disabled`] asks for none to be done.
+    pub outlier: OutlierSettings,
 }
 
 /// A Service's endpoints, per port, as its source knows them.
@@ -142,6 +149,7 @@ impl CatalogService {
             hash_header: None,
             ports: vec![port],
             endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
+            outlier: OutlierSettings::default(),
         }
     }
 
@@ -184,6 +192,26 @@ impl CatalogService {
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty());
         (policy, hash_header)
+    }
+
+    /// The outlier detection a Service's annotations ask for: podlb's
+    /// defaults, or none with `podlb.io/outlier-detection: off`. A bad value
+    /// is logged and the defaults kept.
+    pub fn outlier_from_annotations(
+        name: &ServiceName,
+        annotations: &BTreeMap<String, String>,
+    ) -> OutlierSettings {
+        match annotations.get(OUTLIER_ANNOTATION).map(|v| v.trim()) {
+            None | Some("on") => OutlierSettings::default(),
+            Some("off") => OutlierSettings::disabled(),
+            Some(other) => {
+                tracing::warn!(
+                    service = %name, annotation = OUTLIER_ANNOTATION,
+                    "{other:?} is neither on nor off; keeping podlb's outlier detection defaults"
+                );
+                OutlierSettings::default()
+            }
+        }
     }
 }
 
@@ -316,6 +344,7 @@ mod tests {
             endpoints: ServiceEndpoints::Fixed(Arc::from(vec![Endpoint::new(
                 "127.0.0.1:1".parse().unwrap(),
             )])),
+            outlier: OutlierSettings::default(),
         }
     }
 

@@ -106,6 +106,7 @@ pub(crate) fn service(
             name: Some(PORT_NAME.to_string()),
         }],
         endpoints: ServiceEndpoints::Kubernetes(Arc::new(view)),
+        outlier: podlb_core::OutlierSettings::default(),
     }
 }
 

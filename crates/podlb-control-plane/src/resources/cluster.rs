@@ -1,7 +1,12 @@
 //! Clusters: one per Service port, its endpoints by EDS over the same ADS
-//! stream, its balancing policy from the catalog, and HTTP/2 to the
-//! endpoints (Envoy would speak HTTP/1.1 to them otherwise; proxyless gRPC
-//! ignores the option).
+//! stream, its balancing policy and outlier detection from the catalog,
+//! and HTTP/2 to the endpoints (Envoy would speak HTTP/1.1 to them
+//! otherwise; proxyless gRPC ignores the option).
+//!
+//! Every Cluster carries `outlier_detection`, podlb's defaults unless the
+//! catalog says otherwise, mapped as `podlb_xds::outlier_detection`
+//! documents: Envoy and proxyless gRPC (gRFC A50) eject a failing pod with
+//! nothing set, and podlb's own xDS client reads back the same settings.
 //!
 //! Least request is also offered as a list of policies (gRFC A52's
 //! `load_balancing_policy`): `[least_request, round_robin]`. Each client
@@ -27,6 +32,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
 
+use podlb_core::OutlierSettings;
+
 use crate::catalog::LbPolicy;
 
 /// The key Envoy reads upstream HTTP options under.
@@ -34,7 +41,7 @@ const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptio
 
 /// The Cluster named `name`, balanced with `policy`, its endpoints from EDS
 /// under the same name.
-pub(crate) fn cluster(name: &str, policy: LbPolicy) -> Cluster {
+pub(crate) fn cluster(name: &str, policy: LbPolicy, outlier: &OutlierSettings) -> Cluster {
     let lb_policy = match policy {
         LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
         LbPolicy::LeastRequest => cluster::LbPolicy::LeastRequest,
@@ -74,6 +81,7 @@ pub(crate) fn cluster(name: &str, policy: LbPolicy) -> Cluster {
             nanos: 0,
         }),
         lb_policy: lb_policy as i32,
+        outlier_detection: Some(podlb_xds::outlier_detection(outlier)),
         load_balancing_policy: match policy {
             LbPolicy::LeastRequest => Some(least_request_else_round_robin()),
             LbPolicy::RoundRobin | LbPolicy::RingHash => None,
@@ -128,7 +136,11 @@ mod tests {
 
     #[test]
     fn least_request_falls_back_to_round_robin_for_clients_without_it() {
-        let least = cluster("greeter.default:50051", LbPolicy::LeastRequest);
+        let least = cluster(
+            "greeter.default:50051",
+            LbPolicy::LeastRequest,
+            &OutlierSettings::default(),
+        );
         assert_eq!(least.lb_policy, cluster::LbPolicy::LeastRequest as i32);
         assert_eq!(
             policy_urls(&least),
@@ -138,7 +150,7 @@ mod tests {
             ]
         );
         for policy in [LbPolicy::RoundRobin, LbPolicy::RingHash] {
-            let c = cluster("greeter.default:50051", policy);
+            let c = cluster("greeter.default:50051", policy, &OutlierSettings::default());
             assert!(c.load_balancing_policy.is_none(), "{policy:?}");
         }
     }

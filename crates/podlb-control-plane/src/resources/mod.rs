@@ -141,7 +141,7 @@ fn port_resources(
 ) -> PortResources {
     let endpoints = service.endpoints(&name.port).unwrap_or_default();
     PortResources {
-        cluster: pack_any(cluster::cluster(as_named, service.policy)),
+        cluster: pack_any(cluster::cluster(as_named, service.policy, &service.outlier)),
         endpoints: pack_any(podlb_xds::cluster_load_assignment(as_named, &endpoints)),
     }
 }

@@ -51,6 +51,7 @@ fn service(view: ServiceView) -> CatalogService {
         name: view.key.name.clone(),
     };
     let (policy, hash_header) = CatalogService::policy_from_annotations(&name, &view.annotations);
+    let outlier = CatalogService::outlier_from_annotations(&name, &view.annotations);
     let ports = view
         .service_ports()
         .iter()
@@ -64,6 +65,7 @@ fn service(view: ServiceView) -> CatalogService {
         policy,
         hash_header,
         ports,
+        outlier,
         endpoints: ServiceEndpoints::Kubernetes(Arc::new(view)),
     }
 }

@@ -11,6 +11,13 @@
 //!     port_name: grpc        # optional: xds:///greeter.default:grpc too
 //!     policy: round_robin    # optional: round_robin | least_request | ring_hash
 //!     hash_header: x-user    # optional, for ring_hash
+//!     outlier_detection:     # optional; every field optional, podlb's defaults shown
+//!       enabled: true        # false: the Clusters ask for no ejection at all
+//!       consecutive_failures: 5   # 0 turns this detector off
+//!       failure_rate: { threshold_percent: 50, min_calls: 20, interval: 10s }
+//!       base_ejection_time: 10s
+//!       max_ejection_time: 5m
+//!       max_ejected_percent: 50
 //!     endpoints:
 //!       - address: 10.0.0.1:50051
 //!         zone: eu-west-1a   # optional
@@ -22,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use podlb_core::{Endpoint, EndpointAddr, EndpointState, Target, Topology};
+use podlb_core::outlier::FailureRate;
+use podlb_core::{Endpoint, EndpointAddr, EndpointState, OutlierSettings, Target, Topology};
 use podlb_yaml::{At, Spanned};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -56,7 +64,41 @@ struct ServiceEntry {
     #[serde(default)]
     hash_header: Option<String>,
     #[serde(default)]
+    outlier_detection: Option<OutlierEntry>,
+    #[serde(default)]
     endpoints: Vec<EndpointEntry>,
+}
+
+/// A Service's `outlier_detection`: what its Clusters ask clients to do
+/// (see `podlb_xds::outlier_detection` for how each maps to the xDS
+/// message). Every field defaults to podlb's own default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutlierEntry {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    consecutive_failures: Option<Spanned<u32>>,
+    #[serde(default)]
+    failure_rate: Option<FailureRateEntry>,
+    #[serde(default)]
+    base_ejection_time: Option<Spanned<String>>,
+    #[serde(default)]
+    max_ejection_time: Option<Spanned<String>>,
+    #[serde(default)]
+    max_ejected_percent: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailureRateEntry {
+    /// 0 turns the detector off.
+    #[serde(default)]
+    threshold_percent: Option<Spanned<u32>>,
+    #[serde(default)]
+    min_calls: Option<Spanned<u32>>,
+    #[serde(default)]
+    interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +192,10 @@ fn service(
             .parse()
             .map_err(|msg| (At::of(file, p, field("policy")), msg))?,
     };
+    let outlier = match &entry.outlier_detection {
+        None => OutlierSettings::default(),
+        Some(o) => outlier(o, file, &|key| field(&format!("outlier_detection.{key}")))?,
+    };
     let endpoints = entry
         .endpoints
         .iter()
@@ -171,6 +217,99 @@ fn service(
             name: port_name,
         }],
         endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
+        outlier,
+    })
+}
+
+fn outlier(
+    entry: &OutlierEntry,
+    file: &str,
+    field: &dyn Fn(&str) -> String,
+) -> Result<OutlierSettings, Invalid> {
+    let default = OutlierSettings::default();
+    let duration = |value: &Option<Spanned<String>>, key: &str, default: Duration| match value {
+        None => Ok(default),
+        Some(v) => match humantime::parse_duration(v.value.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err((
+                At::of(file, v, field(key)),
+                format!("{:?} is not a duration above 0 (e.g. 10s, 500ms)", v.value),
+            )),
+        },
+    };
+    let percent = |value: &Option<Spanned<u32>>, key: &str, default: u8| match value {
+        None => Ok(default),
+        Some(v) => u8::try_from(v.value)
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| {
+                (
+                    At::of(file, v, field(key)),
+                    format!("{} is not a percentage from 0 to 100", v.value),
+                )
+            }),
+    };
+    let consecutive_failures = match &entry.consecutive_failures {
+        None => default.consecutive_failures,
+        Some(v) => (v.value > 0).then_some(v.value),
+    };
+    let rate_default = default.failure_rate.unwrap_or_default();
+    let failure_rate = match &entry.failure_rate {
+        None => default.failure_rate,
+        Some(rate) => {
+            let threshold = percent(
+                &rate.threshold_percent,
+                "failure_rate.threshold_percent",
+                rate_default.threshold_percent,
+            )?;
+            (threshold > 0)
+                .then(|| -> Result<FailureRate, Invalid> {
+                    Ok(FailureRate {
+                        threshold_percent: threshold,
+                        min_calls: rate
+                            .min_calls
+                            .as_ref()
+                            .map_or(rate_default.min_calls, |v| v.value),
+                        interval: duration(
+                            &rate.interval,
+                            "failure_rate.interval",
+                            rate_default.interval,
+                        )?,
+                    })
+                })
+                .transpose()?
+        }
+    };
+    let base_ejection_time = duration(
+        &entry.base_ejection_time,
+        "base_ejection_time",
+        default.base_ejection_time,
+    )?;
+    let max_ejection_time = duration(
+        &entry.max_ejection_time,
+        "max_ejection_time",
+        default.max_ejection_time.max(base_ejection_time),
+    )?;
+    if max_ejection_time < base_ejection_time
+        && let Some(v) = &entry.max_ejection_time
+    {
+        return Err((
+            At::of(file, v, field("max_ejection_time")),
+            "is shorter than base_ejection_time".into(),
+        ));
+    }
+    Ok(OutlierSettings {
+        enabled: entry.enabled.unwrap_or(true),
+        consecutive_failures,
+        failure_rate,
+        base_ejection_time,
+        max_ejection_time,
+        max_ejected_percent: percent(
+            &entry.max_ejected_percent,
+            "max_ejected_percent",
+            default.max_ejected_percent,
+        )?,
+        ..default
     })
 }
 
@@ -307,6 +446,43 @@ mod tests {
         assert_eq!(endpoints.len(), 2);
         assert_eq!(endpoints[0].topology.zone.as_deref(), Some("a"));
         assert_eq!(endpoints[1].state, EndpointState::ServingTerminating);
+    }
+
+    #[test]
+    fn outlier_detection_is_podlbs_defaults_unless_tuned_or_off() {
+        let text = "services:\n\
+             - name: a\n  port: 1\n\
+             - name: b\n  port: 1\n  outlier_detection:\n    consecutive_failures: 2\n    failure_rate: {threshold_percent: 0}\n    base_ejection_time: 1500ms\n\
+             - name: c\n  port: 1\n  outlier_detection: {enabled: false}\n";
+        let services = parse(text, "cat.yaml").unwrap();
+        assert_eq!(services[0].outlier, OutlierSettings::default());
+        assert_eq!(
+            services[1].outlier,
+            OutlierSettings {
+                consecutive_failures: Some(2),
+                failure_rate: None,
+                base_ejection_time: Duration::from_millis(1500),
+                ..OutlierSettings::default()
+            }
+        );
+        assert!(!services[2].outlier.enabled);
+        let err = parse(
+            "services:\n- name: g\n  port: 1\n  outlier_detection:\n    max_ejected_percent: 101\n",
+            "cat.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("cat.yaml:5:26: services[0].outlier_detection.max_ejected_percent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_example_catalog_reads_with_podlbs_outlier_defaults() {
+        let text = include_str!("../../../../examples/xds/catalog.yaml");
+        let services = parse(text, "examples/xds/catalog.yaml").unwrap();
+        assert_eq!(services[0].outlier, OutlierSettings::default());
     }
 
     #[test]
