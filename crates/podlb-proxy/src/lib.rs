@@ -39,6 +39,9 @@ pub use config::{
     ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
 pub use error::Error;
+/// Retry and hedging policies, the retry budget and throttling (gRFC A6),
+/// as [`UpstreamConfig::resend`] and [`RouteConfig::resend`] hold them.
+pub use podlb_upstream::retry;
 
 use listener::ListenerShared;
 use route::RouteTable;
