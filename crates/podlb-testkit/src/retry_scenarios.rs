@@ -363,3 +363,21 @@ pub async fn no_retry_after_headers<T>(
     let attempts: u64 = backends.iter().map(|b| b.calls_started()).sum();
     assert_eq!(attempts, calls as u64, "no call was sent twice");
 }
+
+/// A per-try timeout moves a call on from an endpoint that sends nothing:
+/// `slow` answers 1 s late, `fast` at once; with a retry policy whose
+/// per-try timeout is far shorter, every call is answered by `fast` and
+/// every attempt `slow` got was cancelled. The same counts as hedging's.
+pub async fn per_try_timeout_moves_on<T>(
+    client: TestServiceClient<T>,
+    slow: &TestBackend,
+    fast: &TestBackend,
+    calls: usize,
+) where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    hedge_beats_a_slow_endpoint(client, slow, fast, calls).await;
+}

@@ -26,6 +26,14 @@ pub fn retry_unavailable(max_attempts: u32) -> RetryPolicy {
     }
 }
 
+/// Retries on UNAVAILABLE and after `per_try` without response headers.
+pub fn retry_per_try(per_try: Duration) -> RetryPolicy {
+    RetryPolicy {
+        per_try_timeout: Some(per_try),
+        ..retry_unavailable(3)
+    }
+}
+
 /// Hedging every `delay`, up to `max_attempts`.
 pub fn hedge_every(delay: Duration, max_attempts: u32) -> HedgingPolicy {
     HedgingPolicy {

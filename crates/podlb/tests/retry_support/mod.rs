@@ -27,6 +27,15 @@ pub fn retry_unavailable(max_attempts: u32) -> CallPolicy {
     })
 }
 
+/// Retries on UNAVAILABLE and after `per_try` without response headers.
+pub fn retry_per_try(per_try: Duration) -> CallPolicy {
+    let CallPolicy::Retry(mut policy) = retry_unavailable(3) else {
+        unreachable!("retry_unavailable is a retry policy")
+    };
+    policy.per_try_timeout = Some(per_try);
+    CallPolicy::Retry(policy)
+}
+
 /// Hedging every `delay`, up to `max_attempts`.
 pub fn hedge_every(delay: Duration, max_attempts: u32) -> CallPolicy {
     CallPolicy::Hedge(HedgingPolicy {
