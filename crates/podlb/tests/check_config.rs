@@ -41,7 +41,7 @@ fn unknown_field_fails_with_status_2_and_its_position() {
         String::from_utf8_lossy(&out.stderr),
         "unknown_field.yaml:10:5: upstreams[0].connect_timeot: unknown field `connect_timeot`, \
          expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, peak_ewma, http2, \
-         max_message_bytes\n"
+         max_message_bytes, retry, hedging, retry_budget, retry_throttling\n"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert_eq!(out.status.code(), Some(2));
