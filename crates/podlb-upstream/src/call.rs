@@ -254,7 +254,8 @@ impl<'u, S: BodySource> Call<'u, S> {
         loop {
             sends += 1;
             let (attempt, addr) = self.attempt(tries - 1, per_try, &mut downstream_gone).await;
-            let failure = match attempt {
+            // A failure before headers, and whether the policy retries it.
+            let (failure, retryable) = match attempt {
                 Attempt::Done(sent) => return sent,
                 Attempt::Unprocessed(failure) if sends < MAX_ATTEMPTS => {
                     tracing::debug!(
@@ -287,7 +288,6 @@ impl<'u, S: BodySource> Call<'u, S> {
                 // retried whatever the codes (that is what it is for).
                 Attempt::TimedOut(failure) => (failure, true),
             };
-            let (failure, retryable) = failure;
             let delay = match retry {
                 Some(policy) if retryable => {
                     resend.limits.attempt_failed();
