@@ -20,6 +20,8 @@ use serde_saphyr::Spanned;
 use crate::schema;
 use crate::{At, Error};
 
+mod resend;
+
 /// HTTP/2 window sizes (RFC 9113, 6.9.1 and 6.9.2): at least the initial
 /// 65535, at most 2^31-1.
 const WINDOW_RANGE: std::ops::RangeInclusive<u64> = 65_535..=(1 << 31) - 1;
@@ -270,6 +272,7 @@ impl Cx<'_> {
         Ok(RouteConfig {
             matcher,
             upstream: upstream.value.clone(),
+            resend: self.call_policy(&route.retry, &route.hedging, field)?,
         })
     }
 
@@ -326,6 +329,7 @@ impl Cx<'_> {
             discovery,
             connection,
             max_message_bytes: upstream.max_message_bytes,
+            resend: self.resend(upstream, field)?,
         })
     }
 
