@@ -14,6 +14,7 @@ use podlb_proxy::{
     DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ListenerLimits,
     ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
+use podlb_upstream::retry::Codes;
 use podlb_upstream::{ConnectionSettings, HealthCheckSettings};
 use serde_saphyr::Spanned;
 
@@ -445,10 +446,13 @@ impl Cx<'_> {
             Some(names) => {
                 let mut codes = Vec::with_capacity(names.len());
                 for (i, name) in names.iter().enumerate() {
-                    let code = FaultCodes::parse(&name.value).ok_or_else(|| Error::StatusCode {
-                        at: self.at(name, format!("{field}.fault_codes[{i}]")),
-                        value: name.value.clone(),
-                    })?;
+                    // One parser of status codes for retries and outlier detection.
+                    let code = Codes::parse_code(&name.value)
+                        .map(|c| c as i32)
+                        .ok_or_else(|| Error::StatusCode {
+                            at: self.at(name, format!("{field}.fault_codes[{i}]")),
+                            value: name.value.clone(),
+                        })?;
                     codes.push(code);
                 }
                 FaultCodes::from_codes(codes)

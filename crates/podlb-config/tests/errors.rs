@@ -257,7 +257,7 @@ upstreams:
     assert_eq!(
         podlb_config::parse(text, "t.yaml").unwrap_err().to_string(),
         "t.yaml:10:34: upstreams[0].outlier_detection.fault_codes[1]: \"SICK\" is not a gRPC \
-         status code (write it as UNAVAILABLE, INTERNAL, ...)"
+         status code: write a name such as UNAVAILABLE or a number 0..=16"
     );
     let text = text.replace(
         "fault_codes: [UNAVAILABLE, SICK]",
