@@ -53,6 +53,7 @@ mod backend;
 pub mod dns_server;
 mod echo;
 pub mod fake_kube_api;
+pub mod frozen;
 mod held;
 mod killable;
 pub mod kube;
