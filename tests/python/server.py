@@ -10,6 +10,9 @@ an independent gRPC implementation behind the proxy. Same behaviour:
   ClientStream  the same for each message; replies count and total_bytes
   Bidi          the same for each message; echoes it as it arrives (count = 1..N)
 
+Request metadata `x-podlb-fail-on: ID[,ID...]` aims fail_code at those
+backends only; the others answer as if it were 0 (as the Rust TestBackend).
+
 Every reply names the backend (its id). Request metadata `x-echo-*` comes back
 as response headers and as trailers `x-trailer-*` (ascii and -bin alike); a
 call that fails before any reply sends both in its trailers, as tonic does.
@@ -45,6 +48,9 @@ ECHO_PREFIX = "x-echo-"
 TRAILER_PREFIX = "x-trailer-"
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+FAIL_ON = "x-podlb-fail-on"
+# This server's id, from the command line.
+BACKEND_ID = None
 
 
 class Call:
@@ -61,6 +67,8 @@ class Call:
             (TRAILER_PREFIX + key[len(ECHO_PREFIX):], value) for key, value in self.headers
         ]
         self.headers_sent = False
+        aimed = dict(context.invocation_metadata()).get(FAIL_ON)
+        self.fails_here = aimed is None or BACKEND_ID in [i.strip() for i in aimed.split(",")]
         # Wakes a sleep as soon as the call ends (cancel, deadline).
         self.ended = threading.Event()
         if not context.add_callback(self.ended.set):
@@ -80,7 +88,7 @@ class Call:
             self.ended.wait(request.sleep_ms / 1000.0)
             if not self.context.is_active():
                 self.context.abort(grpc.StatusCode.CANCELLED, "call ended while sleeping")
-        if request.fail_code != 0:
+        if request.fail_code != 0 and self.fails_here:
             trailers = self.trailers if self.headers_sent else self.headers + self.trailers
             self.context.set_trailing_metadata(trailers)
             code = STATUS_CODES.get(request.fail_code, grpc.StatusCode.UNKNOWN)
@@ -165,9 +173,11 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
 
 
 def main():
+    global BACKEND_ID
     if len(sys.argv) not in (2, 3):
         sys.exit("usage: server.py ID [PORT]")
     backend_id = sys.argv[1]
+    BACKEND_ID = backend_id
     port = int(sys.argv[2]) if len(sys.argv) == 3 else 0
 
     server = grpc.server(

@@ -26,6 +26,7 @@ use http::{Request, Response, Uri};
 use http_body::Body;
 use podlb_upstream::call::{Call, Sent, WaitFor};
 use podlb_upstream::pipe::{Pipe, PipeError};
+use podlb_upstream::retry::Resend;
 use podlb_upstream::{CallLease, Upstream};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
@@ -38,6 +39,8 @@ pub(crate) struct CallContext {
     pub(crate) upstream: Upstream,
     pub(crate) authority: http::uri::Authority,
     pub(crate) wait_for_ready: bool,
+    /// The channel's retry or hedging policy, budget and throttle.
+    pub(crate) resend: Resend,
 }
 
 /// Makes one call; every failure is a gRPC status in a trailers-only
@@ -53,7 +56,8 @@ where
         true => WaitFor::Ready,
         false => WaitFor::Starting,
     };
-    let mut call = Call::new(&ctx.upstream, parts, RequestSource::new(body), None, wait);
+    let mut call = Call::new(&ctx.upstream, parts, RequestSource::new(body), None, wait)
+        .with_resend(&ctx.resend);
     // tonic cancels a call by dropping this future: nothing to poll for.
     match call.send(|_| false).await {
         Sent::Answered { response, lease } => {

@@ -18,6 +18,9 @@ use http_body::Body;
 use podlb_balance::{Load, PolicyChoice, PolicyKind};
 use podlb_core::{EndpointAddr, Target, TargetKind};
 use podlb_discovery::{BootstrapSource, Discovery, DiscoveryOptions, DnsOptions};
+use podlb_upstream::retry::{
+    BudgetConfig, CallPolicy, HedgingPolicy, Resend, ResendSettings, RetryPolicy, ThrottleConfig,
+};
 use podlb_upstream::{ConnectionSettings, EjectionStatus, Health, HealthCheckSettings, Upstream};
 
 use crate::body::{BoxError, ResponseBody};
@@ -124,6 +127,7 @@ pub struct Builder {
     connection: ConnectionSettings,
     discovery: DiscoveryOptions,
     wait_for_ready: bool,
+    resend: ResendSettings,
 }
 
 impl Builder {
@@ -148,6 +152,7 @@ impl Builder {
             connection: ConnectionSettings::default(),
             discovery: DiscoveryOptions::default(),
             wait_for_ready: false,
+            resend: ResendSettings::new(),
         })
     }
 
@@ -244,6 +249,40 @@ impl Builder {
         self
     }
 
+    /// gRFC A6 retries: a call that failed before its response headers
+    /// (a trailers-only answer with a retryable status, a stream broken
+    /// before headers, no headers within `per_try_timeout`) is sent again
+    /// to another endpoint, while its request body fits the 64 KiB replay
+    /// buffer. Replaces [`Builder::hedging`]. Default: none, only calls no
+    /// server processed are sent again (safe for any method).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.resend.policy = CallPolicy::Retry(policy);
+        self
+    }
+
+    /// gRFC A6 hedging: while no attempt has answered, another goes to
+    /// another endpoint every `hedging_delay`; the first answer wins, the
+    /// others are cancelled. Only for methods safe to run more than once.
+    /// Replaces [`Builder::retry`]. Default: none.
+    pub fn hedging(mut self, policy: HedgingPolicy) -> Self {
+        self.resend.policy = CallPolicy::Hedge(policy);
+        self
+    }
+
+    /// The retry budget: retries and hedges at most `ratio` of the calls
+    /// plus `min_per_second`; `None` turns it off. Default 20% + 10/s
+    /// (Linkerd's and Finagle's).
+    pub fn retry_budget(mut self, budget: Option<BudgetConfig>) -> Self {
+        self.resend.budget = budget;
+        self
+    }
+
+    /// gRFC A6 retry throttling (`maxTokens`, `tokenRatio`). Default: off.
+    pub fn retry_throttling(mut self, throttle: ThrottleConfig) -> Self {
+        self.resend.throttle = Some(throttle);
+        self
+    }
+
     /// `dns:///` targets: the least and the most time between two lookups
     /// (the TTL is clamped between them). Defaults 2 s and 30 s.
     pub fn dns_intervals(mut self, min: Duration, max: Duration) -> Self {
@@ -293,6 +332,10 @@ impl Builder {
             authority: authority_of(&self.target),
             upstream,
             wait_for_ready: self.wait_for_ready,
+            resend: Resend {
+                limits: self.resend.limits(),
+                policy: self.resend.policy,
+            },
         };
         Ok(Channel {
             ctx: Arc::new(ctx),

@@ -73,4 +73,6 @@ pub use channel::{Builder, Channel, EndpointState, EndpointStatus};
 pub use error::Error;
 pub use podlb_balance::PolicyKind;
 pub use podlb_balance::outlier::{FailureRate, FaultCodes, OutlierSettings, Trip};
+/// Retries and hedging (gRFC A6): see [`Builder::retry`], [`Builder::hedging`].
+pub use podlb_upstream::retry::{BudgetConfig, Codes, HedgingPolicy, RetryPolicy, ThrottleConfig};
 pub use podlb_upstream::{ConnectionSettings, EjectionStatus, Health, HealthCheckSettings};

@@ -140,6 +140,34 @@ pub enum Error {
         /// The size as written.
         value: u64,
     },
+    /// A retry, hedging, budget or throttling value is out of its range.
+    #[error("{at}: {value} is not {expected}")]
+    Resend {
+        /// The value.
+        at: At,
+        /// The value as written.
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
+    /// A status code name or number that gRPC does not have.
+    #[error(
+        "{at}: {value:?} is not a gRPC status code: write a name such as UNAVAILABLE or a number 0..=16"
+    )]
+    StatusCode {
+        /// The code as written.
+        at: At,
+        /// The code as written.
+        value: String,
+    },
+    /// Both `retry` and `hedging` are set on one upstream or route.
+    #[error(
+        "{at}: write at most one of retry and hedging (gRFC A6: a call is retried or hedged, not both)"
+    )]
+    RetryAndHedging {
+        /// The `hedging` mapping.
+        at: At,
+    },
     /// A limit's number is outside what it may be.
     #[error("{at}: {value} is outside {range}")]
     Limit {
@@ -149,13 +177,5 @@ pub enum Error {
         value: u64,
         /// What it may be, as `1..=2147483647`.
         range: &'static str,
-    },
-    /// A gRPC status code name that gRPC does not have.
-    #[error("{at}: {value:?} is not a gRPC status code (write it as UNAVAILABLE, INTERNAL, ...)")]
-    StatusCode {
-        /// The value.
-        at: At,
-        /// The name as written.
-        value: String,
     },
 }

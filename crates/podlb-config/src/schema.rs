@@ -89,6 +89,85 @@ pub struct Route {
     pub matcher: Option<Spanned<Match>>,
     /// The `name` of the upstream the calls go to. Required.
     pub upstream: Spanned<String>,
+    /// Retries for these calls, in place of the upstream's policy. At most
+    /// one of `retry` and `hedging`.
+    pub retry: Option<Spanned<Retry>>,
+    /// Hedging for these calls, in place of the upstream's policy.
+    pub hedging: Option<Spanned<Hedging>>,
+}
+
+/// A6 retries: `upstreams[i].retry` or `listeners[i].routes[j].retry`. A
+/// call is sent again, to another endpoint, when it failed before its
+/// response headers reached the client: a trailers-only answer with a
+/// retryable status, a stream broken before headers (UNAVAILABLE), or no
+/// headers within `per_try_timeout`. Never after response headers, and
+/// only while the request body fits the 64 KiB replay buffer. Off by
+/// default: only calls no backend processed are re-sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Sends in all, the first included: at least 2; above 5 is taken as 5
+    /// (gRFC A6). Default 4.
+    pub max_attempts: Option<Spanned<u64>>,
+    /// The first backoff's ceiling, a duration; each delay is random below
+    /// its ceiling. Default `100ms`.
+    pub initial_backoff: Option<Spanned<String>>,
+    /// The highest ceiling, a duration. Default `1s`.
+    pub max_backoff: Option<Spanned<String>>,
+    /// The ceiling's growth per retry, above 0. Default 2.
+    pub backoff_multiplier: Option<Spanned<f64>>,
+    /// The statuses that are retried, by name (`UNAVAILABLE`) or number
+    /// (`14`); not empty. Default `[UNAVAILABLE]`.
+    pub retryable_status_codes: Option<Spanned<Vec<Spanned<String>>>>,
+    /// How long one attempt may wait for response headers, a duration;
+    /// then it is cancelled and retried. Default: the call's deadline only.
+    pub per_try_timeout: Option<Spanned<String>>,
+}
+
+/// A6 hedging: `upstreams[i].hedging` or `listeners[i].routes[j].hedging`.
+/// While no attempt has answered, another goes to another endpoint every
+/// `hedging_delay`; the first answer wins and the others are cancelled.
+/// Only for calls that are safe to run more than once. Off by default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hedging {
+    /// Sends in all, the first included: at least 2; above 5 is taken as 5.
+    /// Default 2.
+    pub max_attempts: Option<Spanned<u64>>,
+    /// How long to wait for response headers before the next attempt, a
+    /// duration (`0s` sends them all at once). Default `100ms`.
+    pub hedging_delay: Option<Spanned<String>>,
+    /// Statuses that do not end the call: an answer with one makes the next
+    /// attempt go at once. Default `[UNAVAILABLE]`.
+    pub non_fatal_status_codes: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The retry budget: `upstreams[i].retry_budget`. Retries and hedges are
+/// at most `ratio` of the upstream's calls plus `min_retries_per_second`,
+/// so that retries cannot multiply the load of an outage. On by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    /// Whether the budget applies. Default `true`.
+    pub enabled: Option<bool>,
+    /// Retries per call, on average, 0 to 1000. Default 0.2.
+    pub ratio: Option<Spanned<f64>>,
+    /// Retries per second allowed whatever the traffic. Default 10.
+    pub min_retries_per_second: Option<Spanned<u64>>,
+}
+
+/// A6 retry throttling: `upstreams[i].retry_throttling`. Each failed
+/// attempt takes a token, each other answer gives back `token_ratio`;
+/// retries and hedges stop while half the tokens or fewer are left. Off
+/// unless set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryThrottling {
+    /// The number of tokens, 1 to 1000. Required.
+    pub max_tokens: Spanned<u64>,
+    /// What each answer that is not a failure gives back, above 0 (three
+    /// decimals are kept). Required.
+    pub token_ratio: Spanned<f64>,
 }
 
 /// What part of a call's path a route matches; exactly one field is set.
@@ -157,6 +236,16 @@ pub struct Upstream {
     /// The largest gRPC message accepted in either direction, in bytes;
     /// larger ones end the call with RESOURCE_EXHAUSTED. Default: no limit.
     pub max_message_bytes: Option<u64>,
+    /// Retries of the upstream's calls (routes may have their own). At
+    /// most one of `retry` and `hedging`. Default: none.
+    pub retry: Option<Spanned<Retry>>,
+    /// Hedging of the upstream's calls. Default: none.
+    pub hedging: Option<Spanned<Hedging>>,
+    /// The budget of retries and hedges. Default: on, 20% + 10/s.
+    #[serde(default)]
+    pub retry_budget: RetryBudget,
+    /// A6 throttling of retries and hedges. Default: off.
+    pub retry_throttling: Option<Spanned<RetryThrottling>>,
 }
 
 /// DNS lookup intervals: `upstreams[i].dns`. A name is looked up again

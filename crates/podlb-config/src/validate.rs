@@ -14,11 +14,14 @@ use podlb_proxy::{
     DEFAULT_GRACE_PERIOD, DiscoveryOptions, DnsOptions, ListenerConfig, ListenerLimits,
     ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
+use podlb_upstream::retry::Codes;
 use podlb_upstream::{ConnectionSettings, HealthCheckSettings};
 use serde_saphyr::Spanned;
 
 use crate::schema;
 use crate::{At, Error};
+
+mod resend;
 
 /// HTTP/2 window sizes (RFC 9113, 6.9.1 and 6.9.2): at least the initial
 /// 65535, at most 2^31-1.
@@ -270,6 +273,7 @@ impl Cx<'_> {
         Ok(RouteConfig {
             matcher,
             upstream: upstream.value.clone(),
+            resend: self.call_policy(&route.retry, &route.hedging, field)?,
         })
     }
 
@@ -326,6 +330,7 @@ impl Cx<'_> {
             discovery,
             connection,
             max_message_bytes: upstream.max_message_bytes,
+            resend: self.resend(upstream, field)?,
         })
     }
 
@@ -442,10 +447,13 @@ impl Cx<'_> {
             Some(names) => {
                 let mut codes = Vec::with_capacity(names.len());
                 for (i, name) in names.iter().enumerate() {
-                    let code = FaultCodes::parse(&name.value).ok_or_else(|| Error::StatusCode {
-                        at: self.at(name, format!("{field}.fault_codes[{i}]")),
-                        value: name.value.clone(),
-                    })?;
+                    // One parser of status codes for retries and outlier detection.
+                    let code = Codes::parse_code(&name.value)
+                        .map(|c| c as i32)
+                        .ok_or_else(|| Error::StatusCode {
+                            at: self.at(name, format!("{field}.fault_codes[{i}]")),
+                            value: name.value.clone(),
+                        })?;
                     codes.push(code);
                 }
                 FaultCodes::from_codes(codes)

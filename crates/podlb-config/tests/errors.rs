@@ -22,7 +22,7 @@ fn unknown_field_names_the_key_and_the_fields_there_are() {
     assert_eq!(
         error_of("unknown_field.yaml"),
         "unknown_field.yaml:10:5: upstreams[0].connect_timeot: unknown field `connect_timeot`, \
-         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, health_check, stall_detection, peak_ewma, http2, outlier_detection, slow_start, max_message_bytes"
+         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, health_check, stall_detection, peak_ewma, http2, outlier_detection, slow_start, max_message_bytes, retry, hedging, retry_budget, retry_throttling"
     );
 }
 
@@ -257,7 +257,7 @@ upstreams:
     assert_eq!(
         podlb_config::parse(text, "t.yaml").unwrap_err().to_string(),
         "t.yaml:10:34: upstreams[0].outlier_detection.fault_codes[1]: \"SICK\" is not a gRPC \
-         status code (write it as UNAVAILABLE, INTERNAL, ...)"
+         status code: write a name such as UNAVAILABLE or a number 0..=16"
     );
     let text = text.replace(
         "fault_codes: [UNAVAILABLE, SICK]",

@@ -24,6 +24,7 @@ fn example_config_becomes_the_expected_proxy_config() {
     let route = |matcher| RouteConfig {
         matcher,
         upstream: "greeter".into(),
+        resend: None,
     };
     assert_eq!(
         listener.routes,

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 /// The gRPC status codes by number, as written in configs
-/// (`UNAVAILABLE`), for [`FaultCodes::parse`].
+/// (`UNAVAILABLE`), for [`FaultCodes::names`]; users' names are read by
+/// `podlb_upstream::retry::Codes::parse_code`, the one parser of codes.
 pub const CODE_NAMES: [&str; 17] = [
     "OK",
     "CANCELLED",
@@ -61,14 +62,6 @@ impl FaultCodes {
             .filter(|c| (0..CODE_NAMES.len() as i32).contains(c))
             .fold(0, |bits, c| bits | (1 << c));
         FaultCodes(bits)
-    }
-
-    /// The number of the code named `name` (`UNAVAILABLE`, any case).
-    pub fn parse(name: &str) -> Option<i32> {
-        CODE_NAMES
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(name.trim()))
-            .map(|i| i as i32)
     }
 
     /// Whether code number `code` counts as the endpoint's fault.

@@ -8,6 +8,7 @@ use podlb_balance::PolicyChoice;
 use podlb_core::{ListenAddr, Target};
 use podlb_discovery::DiscoveryOptions;
 use podlb_upstream::ConnectionSettings;
+use podlb_upstream::retry::{CallPolicy, ResendSettings};
 
 /// Everything the proxy runs with.
 #[derive(Debug, Clone)]
@@ -89,12 +90,16 @@ impl Default for ListenerLimits {
 }
 
 /// Sends calls whose path matches to an upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// Which calls.
     pub matcher: RouteMatch,
     /// The name of the upstream they go to.
     pub upstream: String,
+    /// The retry or hedging policy of these calls, in place of the
+    /// upstream's; `None` keeps the upstream's. The upstream's budget and
+    /// throttle apply either way.
+    pub resend: Option<CallPolicy>,
 }
 
 /// What part of the gRPC path `/pkg.Service/Method` a route matches.
@@ -128,6 +133,9 @@ pub struct UpstreamConfig {
     /// larger ones end the call with RESOURCE_EXHAUSTED. `None` (the
     /// default) passes messages of any size.
     pub max_message_bytes: Option<u64>,
+    /// What calls are sent again (retries, hedging) and the retry budget
+    /// and throttle. Default: only calls no backend processed, budget on.
+    pub resend: ResendSettings,
 }
 
 /// The default grace period on shutdown.
@@ -143,6 +151,7 @@ impl ProxyConfig {
                 routes: vec![RouteConfig {
                     matcher: RouteMatch::Any,
                     upstream: "default".into(),
+                    resend: None,
                 }],
                 limits: ListenerLimits::default(),
             }],
@@ -153,6 +162,7 @@ impl ProxyConfig {
                 discovery: DiscoveryOptions::default(),
                 connection: ConnectionSettings::default(),
                 max_message_bytes: None,
+                resend: ResendSettings::new(),
             }],
             grace_period: DEFAULT_GRACE_PERIOD,
         }

@@ -37,7 +37,7 @@ pub(crate) async fn call(
     routes: &RouteTable,
     listener: &str,
 ) {
-    let Some(upstream) = routes.route(request.uri().path()) else {
+    let Some(route) = routes.route_call(request.uri().path()) else {
         let failure = CallFailure::NoRoute {
             listener: listener.to_string(),
             path: request.uri().path().to_string(),
@@ -47,12 +47,13 @@ pub(crate) async fn call(
     };
     let (parts, body) = request.into_parts();
     let mut call = Call::new(
-        &upstream.upstream,
+        &route.upstream.upstream,
         parts,
         body,
-        upstream.max_message_bytes,
+        route.upstream.max_message_bytes,
         WaitFor::Starting,
-    );
+    )
+    .with_resend(&route.resend);
     let sent = call.send(|cx| respond.poll_reset(cx).is_ready()).await;
     match sent {
         Sent::Answered { response, lease } => answer(call, respond, response, lease).await,

@@ -39,6 +39,9 @@ pub use config::{
     ProxyConfig, RouteConfig, RouteMatch, UpstreamConfig,
 };
 pub use error::Error;
+/// Retry and hedging policies, the retry budget and throttling (gRFC A6),
+/// as [`UpstreamConfig::resend`] and [`RouteConfig::resend`] hold them.
+pub use podlb_upstream::retry;
 
 use listener::ListenerShared;
 use route::RouteTable;
@@ -149,7 +152,14 @@ impl Proxy {
                 .routes
                 .iter()
                 .map(|r| match upstreams.get(r.upstream.as_str()) {
-                    Some(u) => Ok((r.matcher.clone(), u.clone())),
+                    Some(u) => Ok(route::Route {
+                        matcher: r.matcher.clone(),
+                        upstream: u.clone(),
+                        resend: podlb_upstream::retry::Resend {
+                            policy: r.resend.clone().unwrap_or_else(|| u.resend.policy.clone()),
+                            limits: u.resend.limits.clone(),
+                        },
+                    }),
                     None => Err(Error::UnknownUpstream {
                         listener: lc.name.clone(),
                         upstream: r.upstream.clone(),

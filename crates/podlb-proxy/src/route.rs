@@ -6,26 +6,40 @@
 
 use std::sync::Arc;
 
+use podlb_upstream::retry::Resend;
+
 use crate::config::RouteMatch;
 use crate::upstream::ProxyUpstream;
+
+/// One route, running: where its calls go and how they are re-sent (the
+/// route's policy if it has one, else the upstream's, with the upstream's
+/// budget).
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) matcher: RouteMatch,
+    pub(crate) upstream: Arc<ProxyUpstream>,
+    pub(crate) resend: Resend,
+}
 
 /// The routes of one listener.
 #[derive(Debug)]
 pub(crate) struct RouteTable {
-    routes: Vec<(RouteMatch, Arc<ProxyUpstream>)>,
+    routes: Vec<Route>,
 }
 
 impl RouteTable {
-    pub(crate) fn new(routes: Vec<(RouteMatch, Arc<ProxyUpstream>)>) -> Self {
+    pub(crate) fn new(routes: Vec<Route>) -> Self {
         RouteTable { routes }
     }
 
     /// The upstream for `path`, or `None` when no route matches.
     pub(crate) fn route(&self, path: &str) -> Option<&Arc<ProxyUpstream>> {
-        self.routes
-            .iter()
-            .find(|(m, _)| matches(m, path))
-            .map(|(_, upstream)| upstream)
+        self.route_call(path).map(|route| &route.upstream)
+    }
+
+    /// The route of a gRPC call to `path`, or `None` when none matches.
+    pub(crate) fn route_call(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| matches(&r.matcher, path))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use podlb_discovery::DiscoveryHub;
 use podlb_upstream::Upstream;
+use podlb_upstream::retry::Resend;
 
 use crate::config::UpstreamConfig;
 
@@ -12,6 +13,9 @@ pub(crate) struct ProxyUpstream {
     pub(crate) upstream: Upstream,
     /// The largest gRPC message allowed, when limited.
     pub(crate) max_message_bytes: Option<u64>,
+    /// The upstream's re-send policy, budget and throttle; routes with a
+    /// policy of their own share the budget and throttle.
+    pub(crate) resend: Resend,
 }
 
 impl ProxyUpstream {
@@ -25,6 +29,10 @@ impl ProxyUpstream {
                 config.connection.clone(),
             ),
             max_message_bytes: config.max_message_bytes,
+            resend: Resend {
+                policy: config.resend.policy.clone(),
+                limits: config.resend.limits(),
+            },
         }
     }
 

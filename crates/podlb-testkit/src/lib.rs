@@ -38,7 +38,9 @@
 //! | Bidi         | the same, for each message as it arrives     | one reply per message, `payload` echoed, `count` = 1..=N |
 //!
 //! Every reply carries `backend` = the peer's id; a failing call answers with
-//! exactly `fail_code` and `fail_message`. Every request metadata entry
+//! exactly `fail_code` and `fail_message`. Request metadata
+//! `x-podlb-fail-on: ID,...` aims `fail_code` at those backends only, and
+//! `x-podlb-pushback-ms` adds gRFC A6 pushback to a failure (`targeting.rs`). Every request metadata entry
 //! `x-echo-NAME` (ascii or `-bin`) comes back byte for byte as a response
 //! header `x-echo-NAME` and as a trailer `x-trailer-NAME`; a call that fails
 //! before any reply is answered trailers-only, with both in that one block.
@@ -51,14 +53,17 @@ mod backend;
 pub mod dns_server;
 mod echo;
 pub mod fake_kube_api;
+pub mod frozen;
 mod held;
 mod killable;
 pub mod kube;
 pub mod load;
 pub mod python;
+pub mod retry_scenarios;
 mod service;
 mod sickness;
 mod stats;
+mod targeting;
 pub mod xds_peers;
 
 #[cfg(test)]
@@ -74,6 +79,7 @@ pub use pb::test_service_client::TestServiceClient;
 pub use pb::{EchoReply, EchoRequest};
 pub use sickness::Sickness;
 pub use stats::{CallCounts, CallStats};
+pub use targeting::AttemptRecord;
 
 /// Code generated from `proto/podlb_test.proto`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

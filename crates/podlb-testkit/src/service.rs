@@ -10,12 +10,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::Sickness;
 use crate::pb::{EchoReply, EchoRequest};
 use crate::sickness::SicknessCell;
 use crate::stats::{CallGuard, CallStats};
+use crate::targeting::{AttemptRecord, Targeting};
 
 /// A stream of replies, as the streaming handlers return it.
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>;
@@ -72,28 +73,30 @@ impl TestService {
 }
 
 /// Sleeps the backend's `added_delay` plus `sleep_ms`, then answers with
-/// `fail_code` when it is set.
-async fn obey(req: &EchoRequest, added_delay: Duration) -> Result<(), Status> {
+/// `fail_code` when it is set (and aimed at this backend, `targeting.rs`).
+async fn obey(req: &EchoRequest, added_delay: Duration, aim: &Targeting) -> Result<(), Status> {
     let sleep = added_delay + Duration::from_millis(u64::from(req.sleep_ms));
     if !sleep.is_zero() {
         tokio::time::sleep(sleep).await;
     }
-    if req.fail_code != 0 {
-        return Err(Status::new(
-            Code::from_i32(req.fail_code),
-            req.fail_message.clone(),
-        ));
+    match aim.failure(req.fail_code, &req.fail_message) {
+        Some(status) => Err(status),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[tonic::async_trait]
 impl crate::pb::test_service_server::TestService for TestService {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         let mut guard = self.stats.start_call();
+        let aim = Targeting::of(request.metadata(), &self.id);
         let req = request.into_inner();
+        self.stats.record_attempt(AttemptRecord {
+            previous_attempts: aim.previous_attempts,
+            messages: 1,
+        });
         let result = match self.sicken().await {
-            Ok(()) => obey(&req, self.added_delay)
+            Ok(()) => obey(&req, self.added_delay, &aim)
                 .await
                 .map(|()| Response::new(self.reply(req.payload))),
             Err(status) => Err(status),
@@ -109,6 +112,7 @@ impl crate::pb::test_service_server::TestService for TestService {
         request: Request<EchoRequest>,
     ) -> Result<Response<Self::ServerStreamStream>, Status> {
         let mut guard = self.stats.start_call();
+        let aim = Targeting::of(request.metadata(), &self.id);
         let req = request.into_inner();
         let sickness = self.sickness.get();
         let in_trailers = match sickness {
@@ -122,7 +126,7 @@ impl crate::pb::test_service_server::TestService for TestService {
             None => self.sicken().await,
         };
         if let Err(status) = match early {
-            Ok(()) => obey(&req, self.added_delay).await,
+            Ok(()) => obey(&req, self.added_delay, &aim).await,
             Err(status) => Err(status),
         } {
             guard.finish();
@@ -157,12 +161,15 @@ impl crate::pb::test_service_server::TestService for TestService {
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<EchoReply>, Status> {
         let mut guard = self.stats.start_call();
+        let aim = Targeting::of(request.metadata(), &self.id);
         let mut messages = request.into_inner();
         let mut reply = self.reply(Vec::new());
+        let mut read = 0;
         let result = loop {
             match messages.message().await {
                 Ok(Some(req)) => {
-                    if let Err(status) = obey(&req, self.added_delay).await {
+                    read += 1;
+                    if let Err(status) = obey(&req, self.added_delay, &aim).await {
                         break Err(status);
                     }
                     reply.count += 1;
@@ -172,6 +179,10 @@ impl crate::pb::test_service_server::TestService for TestService {
                 Err(status) => break Err(status),
             }
         };
+        self.stats.record_attempt(AttemptRecord {
+            previous_attempts: aim.previous_attempts,
+            messages: read,
+        });
         guard.finish();
         result
     }
@@ -183,24 +194,28 @@ impl crate::pb::test_service_server::TestService for TestService {
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<Self::BidiStream>, Status> {
         let guard = self.stats.start_call();
+        let aim = Targeting::of(request.metadata(), &self.id);
         let state = Some((request.into_inner(), self.reply(Vec::new())));
         let added_delay = self.added_delay;
-        let replies = futures_util::stream::unfold(state, move |state| async move {
-            let (mut messages, mut template) = state?;
-            match messages.message().await {
-                Ok(Some(req)) => match obey(&req, added_delay).await {
-                    Ok(()) => {
-                        template.count += 1;
-                        let reply = EchoReply {
-                            payload: req.payload,
-                            ..template.clone()
-                        };
-                        Some((Ok(reply), Some((messages, template))))
-                    }
+        let replies = futures_util::stream::unfold(state, move |state| {
+            let aim = aim.clone();
+            async move {
+                let (mut messages, mut template) = state?;
+                match messages.message().await {
+                    Ok(Some(req)) => match obey(&req, added_delay, &aim).await {
+                        Ok(()) => {
+                            template.count += 1;
+                            let reply = EchoReply {
+                                payload: req.payload,
+                                ..template.clone()
+                            };
+                            Some((Ok(reply), Some((messages, template))))
+                        }
+                        Err(status) => Some((Err(status), None)),
+                    },
+                    Ok(None) => None,
                     Err(status) => Some((Err(status), None)),
-                },
-                Ok(None) => None,
-                Err(status) => Some((Err(status), None)),
+                }
             }
         });
         Ok(Response::new(Box::pin(Guarded::new(replies, guard))))

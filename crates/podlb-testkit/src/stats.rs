@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::targeting::AttemptRecord;
+
 /// A snapshot of a backend's call counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallCounts {
@@ -35,6 +37,7 @@ impl CallCounts {
 #[derive(Debug, Clone, Default)]
 pub struct CallStats {
     counts: Arc<watch::Sender<CallCounts>>,
+    attempts: Arc<std::sync::Mutex<Vec<AttemptRecord>>>,
 }
 
 impl CallStats {
@@ -86,6 +89,19 @@ impl CallStats {
     /// Waits until the backend has seen at least `n` cancelled calls.
     pub async fn wait_for_cancelled(&self, n: u64) -> CallCounts {
         self.wait_for(|c| c.cancelled >= n).await
+    }
+
+    /// Every call the handlers recorded, in the order they ended: its
+    /// `grpc-previous-rpc-attempts` and the messages it read.
+    pub fn attempts(&self) -> Vec<AttemptRecord> {
+        self.attempts.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Records what one call looked like (see [`CallStats::attempts`]).
+    pub(crate) fn record_attempt(&self, record: AttemptRecord) {
+        if let Ok(mut attempts) = self.attempts.lock() {
+            attempts.push(record);
+        }
     }
 
     /// Counts a call as started and returns the guard that ends it.

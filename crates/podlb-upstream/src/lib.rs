@@ -31,6 +31,7 @@ mod keepalive;
 pub mod outcome;
 pub mod pipe;
 mod reset_pacer;
+pub mod retry;
 mod settings;
 pub mod status;
 mod upstream;

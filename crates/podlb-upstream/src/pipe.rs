@@ -155,6 +155,14 @@ impl<S: BodySource> Pipe<S> {
     /// Sends to `send` from now on, first sending again whatever a previous
     /// send side was given.
     pub fn attach(&mut self, mut send: SendStream<Bytes>) -> Result<(), h2::Error> {
+        self.replay_to(&mut send)?;
+        self.send = Some(send);
+        Ok(())
+    }
+
+    /// Sends what was recorded so far to `send` (a hedged attempt's stream),
+    /// leaving the pipe's own send side as it is.
+    pub fn replay_to(&self, send: &mut SendStream<Bytes>) -> Result<(), h2::Error> {
         if let Some(replay) = &self.replay {
             for chunk in &replay.chunks {
                 send.send_data(chunk.clone(), false)?;
@@ -169,8 +177,13 @@ impl<S: BodySource> Pipe<S> {
                 }
             }
         }
-        self.send = Some(send);
         Ok(())
+    }
+
+    /// Makes `send` (a hedged attempt's stream, which won) the pipe's send
+    /// side; returns the one it replaces, to be cancelled.
+    pub fn replace_send(&mut self, send: SendStream<Bytes>) -> Option<SendStream<Bytes>> {
+        self.send.replace(send)
     }
 
     /// Resets the send side, if any, with `reason`.

@@ -87,6 +87,19 @@ pub enum CallFailure {
         /// The endpoint the call was on, if it got that far.
         addr: Option<EndpointAddr>,
     },
+    /// An attempt had no response headers within the retry policy's
+    /// `per_try_timeout`, and no attempt was left to retry it with.
+    /// UNAVAILABLE, as Envoy answers a per-try timeout: the backend did not
+    /// answer, the client's own deadline has not passed.
+    #[error("podlb: {upstream}: endpoint {addr}: no response within the per-try timeout ({})", humanize(*.timeout))]
+    TryTimedOut {
+        /// The upstream.
+        upstream: UpstreamLabel,
+        /// The endpoint of the last attempt.
+        addr: EndpointAddr,
+        /// The per-try timeout.
+        timeout: std::time::Duration,
+    },
     /// A message is larger than the upstream's `max_message_bytes`.
     #[error(
         "podlb: {upstream}: a {direction} message of {size} bytes exceeds max_message_bytes ({limit})"
@@ -101,6 +114,10 @@ pub enum CallFailure {
         /// The configured limit.
         limit: u64,
     },
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 fn on_endpoint(addr: &Option<EndpointAddr>) -> String {
@@ -120,6 +137,7 @@ impl CallFailure {
             CallFailure::Endpoint { .. } => Code::Unavailable,
             CallFailure::Reset { reason, .. } => code_of_reset(*reason),
             CallFailure::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            CallFailure::TryTimedOut { .. } => Code::Unavailable,
             CallFailure::MessageTooLarge { .. } => Code::ResourceExhausted,
         }
     }
@@ -130,7 +148,9 @@ impl CallFailure {
             CallFailure::NoRoute { .. }
             | CallFailure::NoEndpoint(_)
             | CallFailure::DeadlineWaiting(_) => None,
-            CallFailure::Endpoint { addr, .. } | CallFailure::Reset { addr, .. } => Some(*addr),
+            CallFailure::Endpoint { addr, .. }
+            | CallFailure::Reset { addr, .. }
+            | CallFailure::TryTimedOut { addr, .. } => Some(*addr),
             CallFailure::DeadlineExceeded { addr, .. } => *addr,
             CallFailure::MessageTooLarge { .. } => None,
         }

@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use podlb_balance::{
     EndpointSet, Keyed, Load, OutlierSettings, PolicyChoice, PolicyKind, PolicySet,
 };
-use podlb_core::{Target, Update};
+use podlb_core::{EndpointAddr, Target, Update};
 use podlb_discovery::{Discovery, Resolution};
 use tokio::task::JoinHandle;
 
@@ -179,6 +179,40 @@ impl Upstream {
             }
         }
         Err(self.no_lease(all.len(), saturated))
+    }
+
+    /// [`Upstream::lease`], but passing over the endpoints in `tried` while
+    /// another is ready: a retry or a hedge goes to an endpoint the call has
+    /// not been on. When every ready endpoint was tried, any will do. With
+    /// `tried` empty it is [`Upstream::lease`] (no allocation either way).
+    pub fn lease_excluding(&self, tried: &[EndpointAddr]) -> Result<CallLease, Error> {
+        if tried.is_empty() {
+            return self.lease();
+        }
+        {
+            let ready = self.endpoints.ready();
+            let untried = |e: &&Arc<EndpointConnection>| !tried.contains(&e.addr());
+            for _ in 0..PICK_ATTEMPTS {
+                if let Some(endpoint) = self.policies.pick(&ready).filter(untried)
+                    && let Lease::Leased(lease) = endpoint.lease()
+                {
+                    return Ok(lease);
+                }
+            }
+            // The policy keeps choosing a tried one (two of three are, say):
+            // the untried ones in turn, from a random place.
+            let n = ready.len();
+            let start = if n > 0 { fastrand::usize(..n) } else { 0 };
+            for i in 0..n {
+                let endpoint = &ready[(start + i) % n];
+                if untried(&endpoint)
+                    && let Lease::Leased(lease) = endpoint.lease()
+                {
+                    return Ok(lease);
+                }
+            }
+        }
+        self.lease()
     }
 
     /// [`Upstream::lease`], but a call that finds every stream taken waits

@@ -40,8 +40,8 @@ fn unknown_field_fails_with_status_2_and_its_position() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "unknown_field.yaml:10:5: upstreams[0].connect_timeot: unknown field `connect_timeot`, \
-         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, stall_detection, peak_ewma, \
-         http2, max_message_bytes\n"
+         expected one of name, target, policy, connect_timeout, backoff, dns, keepalive, health_check, stall_detection, peak_ewma, http2, \
+         outlier_detection, slow_start, max_message_bytes, retry, hedging, retry_budget, retry_throttling\n"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert_eq!(out.status.code(), Some(2));

@@ -86,10 +86,12 @@ async fn start_proxy(grpc: SocketAddr, h1: SocketAddr) -> TestProxy {
         RouteConfig {
             matcher: RouteMatch::Service("podlb.test.v1.TestService".into()),
             upstream: "default".into(),
+            resend: None,
         },
         RouteConfig {
             matcher: RouteMatch::Any,
             upstream: "web".into(),
+            resend: None,
         },
     ];
     let proxy = TestProxy::start_config(config).await;

@@ -33,11 +33,9 @@ fn the_default_fault_codes_are_the_endpoints_troubles_not_answers_about_the_call
         "DEADLINE_EXCEEDED",
         "ABORTED",
     ] {
-        let code = FaultCodes::parse(name).unwrap();
+        let code = CODE_NAMES.iter().position(|n| n == &name).unwrap() as i32;
         assert_eq!(s.verdict_of_status(code), Verdict::Success, "{name}");
     }
-    assert_eq!(FaultCodes::parse("unavailable"), Some(14));
-    assert_eq!(FaultCodes::parse("SICK"), None);
     let custom = FaultCodes::from_codes([14, 8, 99]);
     assert_eq!(
         custom.names().collect::<Vec<_>>(),
