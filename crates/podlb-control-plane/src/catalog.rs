@@ -375,6 +375,22 @@ mod tests {
     }
 
     #[test]
+    fn the_outlier_annotation_turns_detection_off_and_a_typo_keeps_the_defaults() {
+        let name = fixed(vec![]).name;
+        let with = |value: &str| {
+            let annotations = BTreeMap::from([(OUTLIER_ANNOTATION.to_string(), value.to_string())]);
+            CatalogService::outlier_from_annotations(&name, &annotations)
+        };
+        assert_eq!(
+            CatalogService::outlier_from_annotations(&name, &BTreeMap::new()),
+            OutlierSettings::default()
+        );
+        assert!(!with("off").enabled);
+        assert_eq!(with("on"), OutlierSettings::default());
+        assert_eq!(with("of"), OutlierSettings::default());
+    }
+
+    #[test]
     fn reset_replaces_and_remove_removes() {
         let mut catalog = Catalog::default();
         catalog.apply(CatalogChange::Reset(vec![fixed(vec![])]));
