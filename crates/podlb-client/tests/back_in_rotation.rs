@@ -17,6 +17,21 @@ use tokio::time::Instant;
 
 #[tokio::test]
 async fn a_server_restarted_after_three_seconds_down_gets_calls_within_about_a_second() {
+    restarted_server_gets_calls(0).await;
+}
+
+/// The calls a kill breaks are the connection's loss, not the server's
+/// answers: they do not count towards outlier detection, or the restarted
+/// server would sit out a whole ejection (10 s) after it is back.
+#[tokio::test]
+async fn calls_broken_by_the_kill_do_not_eject_the_restarted_server() {
+    restarted_server_gets_calls(16).await;
+}
+
+/// Kills b2 with `in_flight` calls on it (more than outlier detection's 5
+/// in a row when 16), restarts it 3 s later on its address, and checks it
+/// answers some of the calls made over the 1.5 s after it listens.
+async fn restarted_server_gets_calls(in_flight: usize) {
     let b1 = TestBackend::start("b1").await;
     let b2 = TestBackend::start("b2").await;
     let b3 = TestBackend::start("b3").await;
@@ -25,6 +40,21 @@ async fn a_server_restarted_after_three_seconds_down_gets_calls_within_about_a_s
     let channel = static_channel(&addrs, PolicyKind::RoundRobin);
     wait_for_endpoints(&channel, &addrs, "a new channel").await;
     let mut client = TestServiceClient::new(channel.clone());
+
+    // Round robin: every third long call lands on b2.
+    let mut held = Vec::new();
+    for _ in 0..in_flight * 3 {
+        let mut client = client.clone();
+        held.push(tokio::spawn(async move {
+            let request = podlb_testkit::EchoRequest {
+                sleep_ms: 60_000,
+                ..Default::default()
+            };
+            client.unary(request).await.map(|r| r.into_inner().backend)
+        }));
+    }
+    let started = b2.wait_for_started(in_flight as u64).await;
+    assert!(started.started >= in_flight as u64, "{started:?}");
 
     b2.kill().await;
     wait_not_ready(&channel, addr).await;
@@ -48,4 +78,7 @@ async fn a_server_restarted_after_three_seconds_down_gets_calls_within_about_a_s
         counts.get("b2-again").copied().unwrap_or(0) > 0,
         "the restarted server got no call in the 1.5 s after it listened: {counts:?}"
     );
+    for call in held {
+        call.abort();
+    }
 }

@@ -341,7 +341,8 @@ pub struct PeakEwma {
 
 /// Passive outlier detection: `upstreams[i].outlier_detection`. Every
 /// call's outcome counts: its gRPC status (in headers or trailers), a
-/// broken stream or connection, or silence until the deadline. The
+/// stream the backend resets, or silence until the deadline (a lost
+/// connection is not counted: the endpoint is out until it reconnects). The
 /// README's "Sick pods" says why each default is what it is.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,11 +1,12 @@
 //! What an endpoint did with a call, as the sick-pod defences count it:
 //! the gRPC status it answered with (in the response headers of a
-//! trailers-only answer, or in the trailers), or a failure of its own (the
-//! connection or stream broke, or it stayed silent until the deadline).
+//! trailers-only answer, or in the trailers), or a failure of its own (it
+//! reset the stream, or stayed silent until the deadline; a lost connection
+//! is the connection lifecycle's to handle, not counted here).
 //!
 //! ```text
-//!  call engine ─► lease.set_outcome(..) ─┐   (trailers-only status, broken
-//!  proxy / client: trailers seen ────────┤    stream, silent until deadline)
+//!  call engine ─► lease.set_outcome(..) ─┐   (trailers-only status, stream
+//!  proxy / client: trailers seen ────────┤    reset, silent until deadline)
 //!                                        ▼
 //!                          CallLease dropped ─► EndpointConnection::record_outcome
 //! ```
@@ -29,9 +30,10 @@ pub enum CallOutcome {
     Neutral,
     /// The endpoint answered with this gRPC status.
     Status(Code),
-    /// The endpoint failed the call itself: the connection or the stream
-    /// broke under it, the backend reset it, or the deadline passed before
-    /// the endpoint sent anything (a frozen pod answers nothing).
+    /// The endpoint failed the call itself: the backend reset its stream,
+    /// or the deadline passed before the endpoint sent anything (a frozen
+    /// pod answers nothing). A lost connection is not counted here: the
+    /// endpoint is out of rotation until a new connection answers a PING.
     EndpointFailed,
 }
 
