@@ -35,6 +35,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
 
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
@@ -59,18 +61,10 @@ CLK_TCK=$(getconf CLK_TCK)
 PIDS=()
 STARTED=$SECONDS
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # ---------------------------------------------------------------- processes
 
-start_bg() { # LOGFILE CMD...: CMD in the background; its PID in LAST_PID
-    local logfile=$1
-    shift
-    "$@" >"$logfile" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
+# start_bg, cleanup and the ports are bench/lib.sh's; this script's servers
+# are single processes, stopped one by one (not as process trees).
 
 stop() { # PID: SIGTERM, then SIGKILL after 5 s
     local pid=$1 i
@@ -83,34 +77,10 @@ stop() { # PID: SIGTERM, then SIGKILL after 5 s
     wait "$pid" 2>/dev/null || true
 }
 
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do stop "$pid"; done
-    rm -f "$RUN_DIR/podlb" "$RUN_DIR/bench_client"
-    exit "$rc"
-}
+STOP_FN=stop
+CLEANUP_FILES=("$RUN_DIR/podlb" "$RUN_DIR/bench_client")
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-port_busy() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-
-NEXT_PORT=$BENCH_PORT_BASE
-alloc_port() { # VAR: the next free port from BENCH_PORT_BASE on
-    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    printf -v "$1" '%s' "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-
-wait_port() { # PORT PID: until PORT listens (0), or PID exits / 20 s pass (1)
-    local port=$1 pid=$2 i
-    for i in $(seq 200); do
-        port_busy "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 
 # ---------------------------------------------------------------- main
 

