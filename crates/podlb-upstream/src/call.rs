@@ -28,7 +28,7 @@
 //! ## Re-sending (gRFC A6)
 //!
 //! Every call re-sends what the backend provably never processed, up to
-//! [`MAX_ATTEMPTS`] sends. A [`Resend`] policy adds more, decided here and
+//! `MAX_ATTEMPTS` (5) sends. A [`Resend`] policy adds more, decided here and
 //! only here:
 //!
 //! ```text

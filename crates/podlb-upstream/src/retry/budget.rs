@@ -104,7 +104,7 @@ impl RetryBudget {
     }
 
     /// Whether a refusal now should be logged at warn level: at most once
-    /// per [`LOG_EVERY`], so that an outage does not flood the logs.
+    /// per `LOG_EVERY` (10 s), so that an outage does not flood the logs.
     pub fn should_warn(&self) -> bool {
         // Shifted by one so that 0 can mean "never".
         let now = self.nanos().saturating_add(1);
