@@ -160,6 +160,7 @@ fn gateway(
                 }
                 .cluster_name(),
                 hash_header: service.hash_header.clone(),
+                retry: service.retry.as_deref().cloned(),
             };
             hosts.push((names::authorities(&service.name, port, i == 0), target));
         }
@@ -207,6 +208,7 @@ impl CatalogSnapshot {
         let target = RouteTarget {
             cluster: parsed.cluster_name(),
             hash_header: service.hash_header.clone(),
+            retry: service.retry.as_deref().cloned(),
         };
         Some(pack_any(listener::api_listener(name, &target)))
     }
