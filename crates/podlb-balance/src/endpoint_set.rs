@@ -153,7 +153,7 @@ impl<E: Keyed + Load + Clone> EndpointSet<E> {
         let endpoints = match update {
             Update::Reset(endpoints) => endpoints,
             // Not the set's business: the upstream picks its policy.
-            Update::Policy(_) | Update::Outlier(_) => return Vec::new(),
+            Update::Policy(_) | Update::Outlier(_) | Update::Retry(_) => return Vec::new(),
         };
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.all.load_full();

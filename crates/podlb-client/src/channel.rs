@@ -254,7 +254,10 @@ impl Builder {
     /// before headers, no headers within `per_try_timeout`) is sent again
     /// to another endpoint, while its request body fits the 64 KiB replay
     /// buffer. Replaces [`Builder::hedging`]. Default: none, only calls no
-    /// server processed are sent again (safe for any method).
+    /// server processed are sent again (safe for any method), unless an
+    /// `xds:///` target's route has a `retry_policy` (gRFC A44), which is
+    /// followed then. A policy given here (or hedging) wins over the
+    /// route's.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.resend.policy = CallPolicy::Retry(policy);
         self

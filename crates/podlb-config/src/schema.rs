@@ -237,7 +237,9 @@ pub struct Upstream {
     /// larger ones end the call with RESOURCE_EXHAUSTED. Default: no limit.
     pub max_message_bytes: Option<u64>,
     /// Retries of the upstream's calls (routes may have their own). At
-    /// most one of `retry` and `hedging`. Default: none.
+    /// most one of `retry` and `hedging`. Default: none, or for an
+    /// `xds:///` target the `retry_policy` of its route (gRFC A44), which
+    /// `retry` or `hedging` here (or on the route) replaces.
     pub retry: Option<Spanned<Retry>>,
     /// Hedging of the upstream's calls. Default: none.
     pub hedging: Option<Spanned<Hedging>>,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 use imbl::ordmap::DiffItem;
-use podlb_core::{Endpoint, OutlierSettings, PortRef};
+use podlb_core::{Endpoint, OutlierSettings, PortRef, RouteRetry};
 
 /// A Service's name and namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,6 +119,10 @@ pub struct CatalogService {
     /// podlb's defaults unless the catalog file or an annotation says
     /// otherwise; [`OutlierSettings::disabled`] asks for none to be done.
     pub outlier: OutlierSettings,
+    /// The retry policy its routes carry (`retry_policy`, gRFC A44); none
+    /// unless the catalog file gives one, as retrying is not safe for
+    /// every method. Boxed: most Services have none.
+    pub retry: Option<Box<RouteRetry>>,
 }
 
 /// A Service's endpoints, per port, as its source knows them.
@@ -150,6 +154,7 @@ impl CatalogService {
             ports: vec![port],
             endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
             outlier: OutlierSettings::default(),
+            retry: None,
         }
     }
 
@@ -345,6 +350,7 @@ mod tests {
                 "127.0.0.1:1".parse().unwrap(),
             )])),
             outlier: OutlierSettings::default(),
+            retry: None,
         }
     }
 

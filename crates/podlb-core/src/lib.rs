@@ -8,11 +8,13 @@
 mod addr;
 mod error;
 pub mod outlier;
+mod retry;
 mod target;
 mod update;
 
 pub use addr::{EndpointAddr, ListenAddr};
 pub use error::Error;
 pub use outlier::OutlierSettings;
+pub use retry::RouteRetry;
 pub use target::{DnsTarget, KubernetesTarget, PortRef, Target, TargetKind, XdsTarget};
 pub use update::{Endpoint, EndpointState, Topology, Update, routable};

@@ -4,13 +4,14 @@
 //! (a static list, a DNS answer, the merged slices of a Kubernetes Service,
 //! an xDS ClusterLoadAssignment): every source speaks in whole sets, so
 //! there is no partial `Add`/`Remove`. `Policy` carries the policies a
-//! source names, `Outlier` the outlier detection it asks for. Endpoints carry their state as the
+//! source names, `Outlier` the outlier detection it asks for, `Retry` the retry
+//! policy. Endpoints carry their state as the
 //! source sees it, not-ready ones included, so tools can show them; which of
 //! them take calls is decided once, by [`routable`].
 
 use std::fmt;
 
-use crate::{EndpointAddr, OutlierSettings};
+use crate::{EndpointAddr, OutlierSettings, RouteRetry};
 
 /// One backend endpoint as discovery sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -165,6 +166,10 @@ pub enum Update {
     /// gave some). The endpoints are unchanged. Settings the user gave win
     /// over it.
     Outlier(Option<OutlierSettings>),
+    /// The retry policy the source asks for, as an xDS route's
+    /// `retry_policy` does; `None`: it asks for none. The endpoints are
+    /// unchanged. A retry or hedging policy the user gave wins over it.
+    Retry(Option<RouteRetry>),
 }
 
 impl Update {
@@ -172,7 +177,7 @@ impl Update {
     pub fn apply_to(self, endpoints: &mut Vec<Endpoint>) {
         match self {
             Update::Reset(all) => *endpoints = all,
-            Update::Policy(_) | Update::Outlier(_) => {}
+            Update::Policy(_) | Update::Outlier(_) | Update::Retry(_) => {}
         }
     }
 }

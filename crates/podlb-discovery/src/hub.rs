@@ -40,6 +40,9 @@ pub struct Resolution {
     /// The outlier detection the source asks for (an xDS Cluster's
     /// `outlier_detection`); `None`: it asks for none.
     pub outlier: Option<podlb_core::OutlierSettings>,
+    /// The retry policy the source asks for (an xDS route's
+    /// `retry_policy`); `None`: it asks for none.
+    pub retry: Option<podlb_core::RouteRetry>,
 }
 
 impl Default for Resolution {
@@ -52,6 +55,7 @@ impl Default for Resolution {
             updated: SystemTime::now(),
             policies: Arc::from([]),
             outlier: None,
+            retry: None,
         }
     }
 }
@@ -132,6 +136,13 @@ async fn fold(target: Target, mut updates: UpdateStream, tx: watch::Sender<Resol
                 tx.send_if_modified(|res| {
                     let changed = res.outlier != outlier;
                     res.outlier = outlier;
+                    changed
+                });
+            }
+            Ok(Update::Retry(retry)) => {
+                tx.send_if_modified(|res| {
+                    let changed = res.retry != retry;
+                    res.retry = retry;
                     changed
                 });
             }

@@ -41,6 +41,11 @@
 //!  Hedge:  (call/hedge.rs) another attempt every hedging_delay until one answers
 //! ```
 //!
+//! A call whose [`Resend`] policy is only `Unprocessed` (the user gave no
+//! retry or hedging policy) follows the retry policy the upstream's
+//! source asks for, if any (an xDS route's `retry_policy`, gRFC A44;
+//! [`Upstream::source_retry_policy`]), under the same budget and throttle.
+//!
 //! Response headers that are not trailers-only commit the call: nothing is
 //! re-sent after them. A request body larger than the replay buffer (64
 //! KiB, `pipe.rs`) commits the call to its current attempt as soon as it
@@ -238,8 +243,14 @@ impl<'u, S: BodySource> Call<'u, S> {
         mut downstream_gone: impl FnMut(&mut Context<'_>) -> bool,
     ) -> Sent<S::Error> {
         let resend = self.resend;
+        // A call whose user gave no policy follows the source's (an xDS
+        // route's retry_policy), read once per call.
+        let from_source = match &resend.policy {
+            CallPolicy::Unprocessed => self.upstream.source_retry_policy(),
+            _ => None,
+        };
         let retry = match &resend.policy {
-            CallPolicy::Unprocessed => None,
+            CallPolicy::Unprocessed => from_source.as_deref(),
             CallPolicy::Retry(policy) => Some(policy),
             CallPolicy::Hedge(policy) => {
                 resend.limits.call_started();

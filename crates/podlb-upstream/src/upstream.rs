@@ -20,15 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use podlb_balance::{
     EndpointSet, Keyed, Load, OutlierSettings, PolicyChoice, PolicyKind, PolicySet,
 };
-use podlb_core::{EndpointAddr, Target, Update};
+use podlb_core::{EndpointAddr, RouteRetry, Target, Update};
 use podlb_discovery::{Discovery, Resolution};
 use tokio::task::JoinHandle;
 
 use crate::endpoint::{Lease, SharedOutlier};
+use crate::retry::RetryPolicy;
 use crate::waiters::{Waiters, deadline_after};
 use crate::{CallLease, ConnectionSettings, EndpointConnection, Error, Http1Lease};
 
@@ -47,6 +48,9 @@ pub struct Upstream {
     policies: Arc<Policies>,
     /// The outlier settings the endpoints judge calls by now.
     outlier: SharedOutlier,
+    /// The retry policy the source asks for (an xDS route's), for calls
+    /// whose user gave none.
+    source_retry: Arc<ArcSwapOption<RetryPolicy>>,
     follower: JoinHandle<()>,
     discovery: Discovery,
     /// The follower has applied discovery's first answer to the set (which
@@ -92,6 +96,11 @@ impl Upstream {
             endpoints: endpoints.clone(),
             named: None,
         };
+        let source_retry = Arc::new(ArcSwapOption::empty());
+        let retry_follower = RetryFollower {
+            shared: source_retry.clone(),
+            named: None,
+        };
         let follower = tokio::spawn(follow_discovery(
             name.clone(),
             discovery.clone(),
@@ -99,7 +108,7 @@ impl Upstream {
             settings,
             waiters.clone(),
             applied.clone(),
-            (policy, outlier_follower),
+            (policy, outlier_follower, retry_follower),
         ));
         Upstream {
             name,
@@ -107,6 +116,7 @@ impl Upstream {
             endpoints,
             policies,
             outlier,
+            source_retry,
             follower,
             discovery,
             applied,
@@ -134,6 +144,13 @@ impl Upstream {
     /// or podlb's defaults, or what the xDS Cluster asks for.
     pub fn outlier_settings(&self) -> OutlierSettings {
         **self.outlier.load()
+    }
+
+    /// The retry policy the source asks for now (an xDS route's
+    /// `retry_policy`, gRFC A44), if any. The call engine follows it for
+    /// calls whose user gave no retry or hedging policy.
+    pub fn source_retry_policy(&self) -> Option<Arc<RetryPolicy>> {
+        self.source_retry.load_full()
     }
 
     /// The endpoints now, with their states.
@@ -346,7 +363,7 @@ async fn follow_discovery(
     settings: ConnectionSettings,
     waiters: Arc<Waiters>,
     applied: Arc<AtomicBool>,
-    (mut policy, mut outlier): (PolicyFollower, OutlierFollower),
+    (mut policy, mut outlier, mut retry): (PolicyFollower, OutlierFollower, RetryFollower),
 ) {
     let mut resolutions = discovery.subscribe();
     loop {
@@ -354,6 +371,7 @@ async fn follow_discovery(
         // Before the endpoints: the first calls on them use the new policy.
         policy.follow(&name, &resolution);
         outlier.follow(&name, &resolution);
+        retry.follow(&name, &resolution);
         let removed = apply_resolution(&endpoints, &resolution, |ep| {
             EndpointConnection::spawn(
                 name.clone(),
@@ -413,6 +431,35 @@ impl PolicyFollower {
                 "the xDS Cluster names only policies podlb does not have: balancing with the default (give --lb or `policy:` to choose)"
             );
         }
+    }
+}
+
+/// The retry policy the source asks for, as the call engine reads it.
+#[derive(Debug)]
+struct RetryFollower {
+    shared: Arc<ArcSwapOption<RetryPolicy>>,
+    /// What the source asked for last.
+    named: Option<RouteRetry>,
+}
+
+impl RetryFollower {
+    /// Publishes the policy `resolution` asks for, if it changed; calls
+    /// that start from then on use it (those under way keep theirs).
+    fn follow(&mut self, upstream: &str, resolution: &Resolution) {
+        if resolution.retry == self.named {
+            return;
+        }
+        self.named.clone_from(&resolution.retry);
+        let policy = self.named.as_ref().map(RetryPolicy::from_source);
+        match &policy {
+            Some(p) => tracing::info!(
+                upstream, codes = ?p.retryable_codes.names(), max_attempts = p.max_attempts,
+                initial_backoff = ?p.initial_backoff, max_backoff = ?p.max_backoff,
+                "following the retry policy the xDS route asks for (calls without one of their own)"
+            ),
+            None => tracing::info!(upstream, "the xDS route asks for no retry policy"),
+        }
+        self.shared.store(policy.map(Arc::new));
     }
 }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::{Code, Status};
-use podlb_core::{Endpoint, OutlierSettings, Update};
+use podlb_core::{Endpoint, OutlierSettings, RouteRetry, Update};
 use tokio::time::Instant;
 
 use crate::resources::{self, ListenerRoutes, Resource};
@@ -64,16 +64,19 @@ struct Subscription {
 
 /// The endpoints of a complete chain, with the errors that explain what
 /// is missing from it, and what its (first) Cluster asks for.
-type Resolved = (Vec<Endpoint>, Vec<Error>, ClusterAsks);
+type Resolved = (Vec<Endpoint>, Vec<Error>, Asks);
 
-/// What a Cluster asks of the balancing beyond its endpoints. Weighted
-/// clusters are balanced as one set: the first one speaks for all.
+/// What the route and its Cluster ask of the balancing beyond the
+/// endpoints. Weighted clusters are balanced as one set: the first one
+/// speaks for all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ClusterAsks {
+struct Asks {
     /// The policies it names, the preferred first.
     policies: Vec<String>,
     /// Its outlier detection; `None`: it has none.
     outlier: Option<OutlierSettings>,
+    /// The route's retry policy; `None`: it has none.
+    retry: Option<RouteRetry>,
 }
 
 /// What to do after an event: requests to send, in order, and items for
@@ -101,10 +104,10 @@ pub(crate) struct Chain {
     emitted: Option<Resolved>,
     /// Whether anything was ever emitted.
     ever_emitted: bool,
-    /// What the Cluster asks for that changed since last taken.
+    /// What the route and Cluster ask for that changed since last taken.
     cluster_changes: Vec<Update>,
-    /// What the Cluster asked for, as last emitted.
-    emitted_asks: ClusterAsks,
+    /// What the route and Cluster asked for, as last emitted.
+    emitted_asks: Asks,
 }
 
 impl Chain {
@@ -130,7 +133,7 @@ impl Chain {
             emitted: None,
             ever_emitted: false,
             cluster_changes: Vec::new(),
-            emitted_asks: ClusterAsks::default(),
+            emitted_asks: Asks::default(),
         }
     }
 
@@ -411,9 +414,9 @@ impl Chain {
 
     fn route_clusters(&self) -> Option<&Vec<String>> {
         match self.listener()? {
-            ListenerRoutes::Inline(clusters) => Some(clusters),
+            ListenerRoutes::Inline(routed) => Some(&routed.clusters),
             ListenerRoutes::Rds(route) => match self.valid(ResourceType::Route, route) {
-                Some(Resource::Route(clusters)) => Some(clusters),
+                Some(Resource::Route(routed)) => Some(&routed.clusters),
                 _ => None,
             },
         }
@@ -467,14 +470,17 @@ impl Chain {
         if asks.outlier != self.emitted_asks.outlier {
             self.cluster_changes.push(Update::Outlier(asks.outlier));
         }
+        if asks.retry != self.emitted_asks.retry {
+            self.cluster_changes.push(Update::Retry(asks.retry.clone()));
+        }
         self.emitted_asks = asks;
         std::iter::once(Ok(Update::Reset(endpoints)))
             .chain(errors.into_iter().map(Err))
             .collect()
     }
 
-    /// What the target's Cluster asks for (policies, outlier detection)
-    /// that changed since the last call; the client sends them ahead of the
+    /// What the target's route and Cluster ask for (policies, outlier
+    /// detection, retry policy) that changed since the last call; the client sends them ahead of the
     /// step's items.
     pub(crate) fn take_cluster_changes(&mut self) -> Vec<Update> {
         std::mem::take(&mut self.cluster_changes)
@@ -487,27 +493,28 @@ impl Chain {
         let routes = match self.link(ResourceType::Listener, &self.target)? {
             Ok(Resource::Listener(routes)) => routes,
             Ok(_) => return None,
-            Err(error) => return Some((Vec::new(), vec![error], ClusterAsks::default())),
+            Err(error) => return Some((Vec::new(), vec![error], Asks::default())),
         };
-        let clusters = match routes {
-            ListenerRoutes::Inline(clusters) => clusters,
+        let routed = match routes {
+            ListenerRoutes::Inline(routed) => routed,
             ListenerRoutes::Rds(route) => match self.link(ResourceType::Route, route)? {
-                Ok(Resource::Route(clusters)) => clusters,
+                Ok(Resource::Route(routed)) => routed,
                 Ok(_) => return None,
-                Err(error) => return Some((Vec::new(), vec![error], ClusterAsks::default())),
+                Err(error) => return Some((Vec::new(), vec![error], Asks::default())),
             },
         };
         let mut endpoints = Vec::new();
         let mut errors = Vec::new();
         let mut asks = None;
-        for cluster in clusters {
+        for cluster in &routed.clusters {
             let eds = match self.link(ResourceType::Cluster, cluster)? {
                 Ok(Resource::Cluster(link)) => {
                     // Weighted clusters are balanced as one set: the first
                     // one's policy speaks for all.
-                    asks.get_or_insert_with(|| ClusterAsks {
+                    asks.get_or_insert_with(|| Asks {
                         policies: link.policies.clone(),
                         outlier: link.outlier,
+                        retry: None,
                     });
                     &link.eds
                 }
@@ -524,7 +531,11 @@ impl Chain {
             }
         }
         endpoints.sort_by_key(|e| e.addr);
-        Some((endpoints, errors, asks.unwrap_or_default()))
+        let asks = Asks {
+            retry: routed.retry.clone(),
+            ..asks.unwrap_or_default()
+        };
+        Some((endpoints, errors, asks))
     }
 
     /// One link of the chain: `None` while pending; `Err` if missing or

@@ -45,4 +45,5 @@ pub use client::{ClientOptions, discover, discover_with};
 pub use endpoints::{cluster_load_assignment, endpoints_from_cla};
 pub use error::Error;
 pub use resources::outlier::outlier_detection;
+pub use resources::retry::{retry_on_code, retry_policy};
 pub use types::{CLUSTER, ENDPOINTS, LISTENER, ROUTE, ResourceType};

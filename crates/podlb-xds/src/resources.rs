@@ -43,14 +43,24 @@ use crate::ResourceType;
 use crate::endpoints::endpoints_from_cla;
 
 pub(crate) mod outlier;
+pub(crate) mod retry;
 
 /// Where a Listener's routes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListenerRoutes {
     /// In the RouteConfiguration of this name (RDS).
     Rds(String),
-    /// Inline, already resolved to the clusters the target's calls go to.
-    Inline(Vec<String>),
+    /// Inline, already resolved to where the target's calls go.
+    Inline(Routed),
+}
+
+/// Where the target's calls go, as the route it resolves to says: the
+/// clusters, and the retry policy (the route's, else its virtual host's;
+/// `None`: neither has one that A44 honours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Routed {
+    pub(crate) clusters: Vec<String>,
+    pub(crate) retry: Option<podlb_core::RouteRetry>,
 }
 
 /// What the client keeps of one valid resource.
@@ -58,8 +68,8 @@ pub(crate) enum ListenerRoutes {
 pub(crate) enum Resource {
     /// A Listener: where its routes are.
     Listener(ListenerRoutes),
-    /// A RouteConfiguration: the clusters the target's calls go to.
-    Route(Vec<String>),
+    /// A RouteConfiguration: where the target's calls go.
+    Route(Routed),
     /// A Cluster: the name of its EDS resource, and the policies it names.
     Cluster(ClusterLink),
     /// A ClusterLoadAssignment: its endpoints.
@@ -196,9 +206,9 @@ fn check_ads(source: Option<&ConfigSource>, field: &str) -> Result<(), String> {
     }
 }
 
-/// The clusters the target's calls go to: the default route of the
-/// virtual host that matches `target`.
-fn route_clusters(config: &RouteConfiguration, target: &str) -> Result<Vec<String>, String> {
+/// Where the target's calls go: the default route of the virtual host
+/// that matches `target`, its clusters and retry policy.
+fn route_clusters(config: &RouteConfiguration, target: &str) -> Result<Routed, String> {
     let host = matching_virtual_host(&config.virtual_hosts, target)
         .ok_or_else(|| format!("no virtual host matches {target:?}"))?;
     let route = host
@@ -215,8 +225,14 @@ fn route_clusters(config: &RouteConfiguration, target: &str) -> Result<Vec<Strin
     let Some(Action::Route(action)) = &route.action else {
         return Err(what("does not route to a cluster"));
     };
-    match &action.cluster_specifier {
-        Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => Ok(vec![name.clone()]),
+    let retry = match (&action.retry_policy, &host.retry_policy) {
+        (Some(policy), _) => retry::retry_from_xds(policy).map_err(|e| what(&e))?,
+        (None, Some(policy)) => retry::retry_from_xds(policy)
+            .map_err(|e| format!("virtual host {:?}: {e}", host.name))?,
+        (None, None) => None,
+    };
+    let clusters = match &action.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => vec![name.clone()],
         Some(ClusterSpecifier::WeightedClusters(weighted)) => {
             let mut names: Vec<String> = weighted
                 .clusters
@@ -229,14 +245,17 @@ fn route_clusters(config: &RouteConfiguration, target: &str) -> Result<Vec<Strin
             if names.is_empty() {
                 return Err(what("has no weighted cluster with a weight above 0"));
             }
-            Ok(names)
+            names
         }
-        Some(ClusterSpecifier::Cluster(_)) => Err(what("names an empty cluster")),
-        Some(_) => Err(what(
-            "picks its cluster by header or plugin, which podlb does not support",
-        )),
-        None => Err(what("names no cluster")),
-    }
+        Some(ClusterSpecifier::Cluster(_)) => return Err(what("names an empty cluster")),
+        Some(_) => {
+            return Err(what(
+                "picks its cluster by header or plugin, which podlb does not support",
+            ));
+        }
+        None => return Err(what("names no cluster")),
+    };
+    Ok(Routed { clusters, retry })
 }
 
 /// A route every call matches: prefix `""` or `/`, and nothing else to

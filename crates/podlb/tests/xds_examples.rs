@@ -35,7 +35,7 @@ async fn served(cp: &ControlPlane, name: &str) -> Vec<(String, String)> {
         loop {
             match updates.next().await {
                 // The Cluster's policy comes ahead of its endpoints.
-                Some(Ok(Update::Policy(_) | Update::Outlier(_))) => continue,
+                Some(Ok(Update::Policy(_) | Update::Outlier(_) | Update::Retry(_))) => continue,
                 other => return other,
             }
         }

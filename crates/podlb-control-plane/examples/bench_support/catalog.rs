@@ -107,6 +107,7 @@ pub(crate) fn service(
         }],
         endpoints: ServiceEndpoints::Kubernetes(Arc::new(view)),
         outlier: podlb_core::OutlierSettings::default(),
+        retry: None,
     }
 }
 

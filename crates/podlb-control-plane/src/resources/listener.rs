@@ -21,6 +21,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
+use podlb_core::RouteRetry;
 
 /// The name of the gateway's socket Listener.
 pub const GATEWAY_LISTENER: &str = "podlb-gateway";
@@ -32,6 +33,8 @@ pub(crate) struct RouteTarget {
     pub(crate) cluster: String,
     /// For `ring_hash` Services: the header whose value picks the endpoint.
     pub(crate) hash_header: Option<String>,
+    /// The route's retry policy, if the Service has one.
+    pub(crate) retry: Option<RouteRetry>,
 }
 
 /// The API listener named `name` (as the client asked), routing every call
@@ -117,6 +120,7 @@ fn virtual_host(name: &str, domains: Vec<String>, target: &RouteTarget) -> Virtu
             target.cluster.clone(),
         )),
         hash_policy,
+        retry_policy: target.retry.as_ref().map(podlb_xds::retry_policy),
         // Envoy ends a route's calls after 15 s by default, which would cut
         // every long-lived stream: no route timeout, and the call's own
         // grpc-timeout honoured instead.

@@ -160,6 +160,7 @@ fn gateway(
                 }
                 .cluster_name(),
                 hash_header: service.hash_header.clone(),
+                retry: service.retry.as_deref().cloned(),
             };
             hosts.push((names::authorities(&service.name, port, i == 0), target));
         }
@@ -207,6 +208,7 @@ impl CatalogSnapshot {
         let target = RouteTarget {
             cluster: parsed.cluster_name(),
             hash_header: service.hash_header.clone(),
+            retry: service.retry.as_deref().cloned(),
         };
         Some(pack_any(listener::api_listener(name, &target)))
     }
@@ -305,6 +307,51 @@ mod tests {
             name: name.into(),
         };
         Arc::clone(snapshot.built.get(&key).unwrap())
+    }
+
+    /// The `retry_policy` of the one route of the API listener `name`.
+    fn route_retry(
+        snapshot: &CatalogSnapshot,
+        name: &str,
+    ) -> Option<envoy_types::pb::envoy::config::route::v3::RetryPolicy> {
+        use envoy_types::pb::envoy::config::listener::v3::Listener;
+        use envoy_types::pb::envoy::config::route::v3::route::Action;
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+            HttpConnectionManager, http_connection_manager::RouteSpecifier,
+        };
+        let resource = snapshot.get(snapshot::LISTENER, name).unwrap();
+        let listener = Listener::decode(resource.body.value.as_slice()).unwrap();
+        let hcm = listener.api_listener.unwrap().api_listener.unwrap();
+        let hcm = HttpConnectionManager::decode(hcm.value.as_slice()).unwrap();
+        let Some(RouteSpecifier::RouteConfig(routes)) = hcm.route_specifier else {
+            panic!("an inline route configuration");
+        };
+        let route = routes.virtual_hosts[0].routes[0].clone();
+        let Some(Action::Route(action)) = route.action else {
+            panic!("a route action");
+        };
+        action.retry_policy
+    }
+
+    #[test]
+    fn a_route_carries_a_retry_policy_only_when_the_service_has_one() {
+        let mut catalog = catalog_of(&[("a", 1)]);
+        let mut builder = SnapshotBuilder::new(ResourceSettings::default());
+        let first = builder.build(&catalog);
+        assert_eq!(route_retry(&first, "a.default:50051"), None);
+
+        let mut with = service("a", 1);
+        with.retry = Some(Box::new(podlb_core::RouteRetry {
+            codes: vec![14],
+            max_attempts: 3,
+            initial_backoff: std::time::Duration::from_millis(25),
+            max_backoff: std::time::Duration::from_millis(250),
+        }));
+        catalog.apply(CatalogChange::Upsert(with));
+        let second = builder.build(&catalog);
+        let retry = route_retry(&second, "a.default:50051").unwrap();
+        assert_eq!(retry.retry_on, "unavailable");
+        assert_eq!(retry.num_retries.unwrap().value, 2);
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn service(view: ServiceView) -> CatalogService {
         hash_header,
         ports,
         outlier,
+        retry: None,
         endpoints: ServiceEndpoints::Kubernetes(Arc::new(view)),
     }
 }

@@ -18,6 +18,11 @@
 //!       base_ejection_time: 10s
 //!       max_ejection_time: 5m
 //!       max_ejected_percent: 50
+//!     retry:                 # optional; none by default (retrying is not safe for every method)
+//!       retry_on: [unavailable]   # cancelled | deadline-exceeded | internal | resource-exhausted | unavailable
+//!       num_retries: 1       # optional, 1 to 4 (gRPC sends at most 5 in all)
+//!       base_interval: 25ms  # optional, above 0
+//!       max_interval: 250ms  # optional, default 10x base_interval, at least base_interval
 //!     endpoints:
 //!       - address: 10.0.0.1:50051
 //!         zone: eu-west-1a   # optional
@@ -30,7 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podlb_core::outlier::FailureRate;
-use podlb_core::{Endpoint, EndpointAddr, EndpointState, OutlierSettings, Target, Topology};
+use podlb_core::{
+    Endpoint, EndpointAddr, EndpointState, OutlierSettings, RouteRetry, Target, Topology,
+};
 use podlb_yaml::{At, Spanned};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -66,7 +73,23 @@ struct ServiceEntry {
     #[serde(default)]
     outlier_detection: Option<OutlierEntry>,
     #[serde(default)]
+    retry: Option<RetryEntry>,
+    #[serde(default)]
     endpoints: Vec<EndpointEntry>,
+}
+
+/// A Service's `retry`: the `retry_policy` of its routes (see
+/// `podlb_xds::retry_policy` for the xDS message, gRFC A44).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryEntry {
+    retry_on: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    num_retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    base_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    max_interval: Option<Spanned<String>>,
 }
 
 /// A Service's `outlier_detection`: what its Clusters ask clients to do
@@ -196,6 +219,12 @@ fn service(
         None => OutlierSettings::default(),
         Some(o) => outlier(o, file, &|key| field(&format!("outlier_detection.{key}")))?,
     };
+    let retry = entry
+        .retry
+        .as_ref()
+        .map(|r| retry(r, file, &|key| field(&format!("retry.{key}"))))
+        .transpose()?
+        .map(Box::new);
     let endpoints = entry
         .endpoints
         .iter()
@@ -218,6 +247,82 @@ fn service(
         }],
         endpoints: ServiceEndpoints::Fixed(Arc::from(endpoints)),
         outlier,
+        retry,
+    })
+}
+
+fn retry(
+    entry: &RetryEntry,
+    file: &str,
+    field: &dyn Fn(&str) -> String,
+) -> Result<RouteRetry, Invalid> {
+    let mut codes = Vec::new();
+    for (i, condition) in entry.retry_on.value.iter().enumerate() {
+        let code = podlb_xds::retry_on_code(&condition.value).ok_or_else(|| {
+            (
+                At::of(file, condition, field(&format!("retry_on[{i}]"))),
+                format!(
+                    "{:?} is not a condition gRPC clients retry on (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable)",
+                    condition.value
+                ),
+            )
+        })?;
+        codes.push(code);
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    if codes.is_empty() {
+        return Err((
+            At::of(file, &entry.retry_on, field("retry_on")),
+            "is empty; name at least one condition, or leave retry out".into(),
+        ));
+    }
+    let num_retries = match &entry.num_retries {
+        None => 1,
+        Some(n) if (1..=4).contains(&n.value) => n.value,
+        Some(n) => {
+            return Err((
+                At::of(file, n, field("num_retries")),
+                format!(
+                    "{} is not from 1 to 4 (gRPC sends a call at most 5 times)",
+                    n.value
+                ),
+            ));
+        }
+    };
+    let duration =
+        |value: &Spanned<String>, key: &str| match humantime::parse_duration(value.value.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err((
+                At::of(file, value, field(key)),
+                format!(
+                    "{:?} is not a duration above 0 (e.g. 25ms, 1s)",
+                    value.value
+                ),
+            )),
+        };
+    let base = match &entry.base_interval {
+        None => Duration::from_millis(25),
+        Some(v) => duration(v, "base_interval")?,
+    };
+    let max = match &entry.max_interval {
+        None => base.saturating_mul(10),
+        Some(v) => {
+            let max = duration(v, "max_interval")?;
+            if max < base {
+                return Err((
+                    At::of(file, v, field("max_interval")),
+                    format!("{:?} is below base_interval ({base:?})", v.value),
+                ));
+            }
+            max
+        }
+    };
+    Ok(RouteRetry {
+        codes,
+        max_attempts: num_retries + 1,
+        initial_backoff: base,
+        max_backoff: max,
     })
 }
 
@@ -446,6 +551,40 @@ mod tests {
         assert_eq!(endpoints.len(), 2);
         assert_eq!(endpoints[0].topology.zone.as_deref(), Some("a"));
         assert_eq!(endpoints[1].state, EndpointState::ServingTerminating);
+    }
+
+    #[test]
+    fn retry_is_none_unless_given_and_checked_field_by_field() {
+        let text = "services:\n\
+             - name: a\n  port: 1\n\
+             - name: b\n  port: 1\n  retry: {retry_on: [unavailable, cancelled], num_retries: 2, base_interval: 40ms}\n";
+        let services = parse(text, "cat.yaml").unwrap();
+        assert_eq!(services[0].retry, None);
+        assert_eq!(
+            services[1].retry.as_deref(),
+            Some(&RouteRetry {
+                codes: vec![1, 14],
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(40),
+                max_backoff: Duration::from_millis(400),
+            })
+        );
+        let err = |retry: &str| {
+            parse(
+                &format!("services:\n- name: g\n  port: 1\n  retry: {retry}\n"),
+                "cat.yaml",
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let e = err("{retry_on: [5xx]}");
+        assert!(e.contains("services[0].retry.retry_on[0]"), "{e}");
+        let e = err("{retry_on: [unavailable], num_retries: 0}");
+        assert!(e.contains("services[0].retry.num_retries"), "{e}");
+        let e = err("{retry_on: [unavailable], base_interval: 1s, max_interval: 10ms}");
+        assert!(e.contains("services[0].retry.max_interval"), "{e}");
+        let e = err("{retry_on: []}");
+        assert!(e.contains("services[0].retry.retry_on"), "{e}");
     }
 
     #[test]

@@ -91,11 +91,15 @@ impl Drop for CatalogFile {
 }
 
 /// A catalog with the one Service `greeter` in `default`, port 50051,
-/// `policy`, whose endpoints are `backends` (all ready).
+/// `policy`, whose endpoints are `backends` (all ready). Its route carries
+/// a `retry_policy` (UNAVAILABLE, 2 retries), so every real peer is shown
+/// one and must accept it (gRFC A44; Envoy's own route retries).
 pub fn greeter_yaml(policy: &str, backends: &[&TestBackend]) -> String {
     let mut yaml = format!(
         "services:\n  - name: greeter\n    namespace: default\n    port: 50051\n    \
-         policy: {policy}\n    endpoints:\n"
+         policy: {policy}\n    \
+         retry: {{retry_on: [unavailable], num_retries: 2, base_interval: 25ms, max_interval: 250ms}}\n    \
+         endpoints:\n"
     );
     for backend in backends {
         yaml.push_str(&format!(

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use podlb_core::RouteRetry;
 use tonic::Code;
 
 /// A6 caps `maxAttempts` at 5 whatever the config says.
@@ -118,6 +119,25 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The policy a source describes (an xDS route's, gRFC A44): its codes,
+    /// attempts and backoff, the multiplier 2, no per-try timeout. Numbers
+    /// that are no gRPC code are left out.
+    pub fn from_source(retry: &RouteRetry) -> RetryPolicy {
+        let codes = retry
+            .codes
+            .iter()
+            .filter(|&&n| usize::from(n) < NAMES.len())
+            .map(|&n| Code::from_i32(i32::from(n)));
+        RetryPolicy {
+            max_attempts: retry.max_attempts,
+            initial_backoff: retry.initial_backoff,
+            max_backoff: retry.max_backoff,
+            backoff_multiplier: 2.0,
+            retryable_codes: codes.fold(Codes::NONE, Codes::with),
+            per_try_timeout: None,
+        }
+    }
+
     /// Sends in all, capped as A6 says.
     pub fn attempts(&self) -> u32 {
         self.max_attempts.clamp(1, MAX_POLICY_ATTEMPTS)
@@ -210,6 +230,20 @@ mod tests {
         assert_eq!(ms(3, 0.5), 175);
         assert_eq!(ms(9, 0.5), 175);
         assert_eq!(ms(1, 0.0), 0);
+    }
+
+    #[test]
+    fn a_sources_policy_keeps_its_codes_attempts_and_backoff() {
+        let policy = RetryPolicy::from_source(&RouteRetry {
+            codes: vec![1, 14, 99],
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_millis(250),
+        });
+        assert_eq!(policy.retryable_codes.names(), ["CANCELLED", "UNAVAILABLE"]);
+        assert_eq!(policy.attempts(), 3);
+        assert_eq!(policy.backoff(2, 0.5), Duration::from_millis(25));
+        assert_eq!(policy.per_try_timeout, None);
     }
 
     #[test]

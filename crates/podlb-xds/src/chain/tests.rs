@@ -561,3 +561,62 @@ fn the_clusters_outlier_detection_is_handed_on_and_a_bad_one_nacked() {
     c.on_response(response(CDS, "4", "n4", vec![eds_cluster("c1", "s1")]), now);
     assert_eq!(c.take_cluster_changes(), [Update::Outlier(None)]);
 }
+
+#[test]
+fn the_routes_retry_policy_is_handed_on_and_a_bad_one_nacked() {
+    use crate::resources::tests::route_config_message;
+    use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
+    use envoy_types::pb::envoy::config::route::v3::route::Action;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    use podlb_core::RouteRetry;
+    let now = Instant::now();
+    let mut c = resolved(now);
+    c.take_cluster_changes();
+
+    let with_retry = |policy: RetryPolicy| {
+        let mut config = route_config_message("r1", &[(&["*"], "c1")]);
+        if let Some(Action::Route(action)) = &mut config.virtual_hosts[0].routes[0].action {
+            action.retry_policy = Some(policy);
+        }
+        pack_any(config)
+    };
+    let policy = RetryPolicy {
+        retry_on: "unavailable".into(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        ..Default::default()
+    };
+    c.on_response(
+        response(RDS, "2", "n2", vec![with_retry(policy.clone())]),
+        now,
+    );
+    assert_eq!(
+        c.take_cluster_changes(),
+        [Update::Retry(Some(RouteRetry {
+            codes: vec![14],
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_millis(250),
+        }))]
+    );
+
+    // num_retries 0: NACKed, the last good policy stays.
+    let zero = RetryPolicy {
+        num_retries: Some(UInt32Value { value: 0 }),
+        ..policy
+    };
+    let step = c.on_response(response(RDS, "3", "n3", vec![with_retry(zero)]), now);
+    let nack = step.requests[0].error_detail.as_ref().expect("a NACK");
+    assert!(
+        nack.message.contains("retry_policy.num_retries is 0"),
+        "{}",
+        nack.message
+    );
+    assert_eq!(c.take_cluster_changes(), []);
+
+    // Gone from the route: none from xDS.
+    c.on_response(
+        response(RDS, "4", "n4", vec![route_config("r1", &[(&["*"], "c1")])]),
+        now,
+    );
+    assert_eq!(c.take_cluster_changes(), [Update::Retry(None)]);
+}

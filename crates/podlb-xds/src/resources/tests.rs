@@ -87,7 +87,7 @@ fn virtual_host(domains: &[&str], routes: Vec<Route>) -> VirtualHost {
     }
 }
 
-fn route_config_message(name: &str, hosts: &[(&[&str], &str)]) -> RouteConfiguration {
+pub(crate) fn route_config_message(name: &str, hosts: &[(&[&str], &str)]) -> RouteConfiguration {
     RouteConfiguration {
         name: name.into(),
         virtual_hosts: hosts
@@ -163,8 +163,8 @@ pub(crate) fn cla(name: &str, addrs: &[&str]) -> Any {
 
 fn clusters_of(kind: ResourceType, any: &Any, target: &str) -> Result<Vec<String>, String> {
     match decode(kind, any, target).unwrap().resource? {
-        Resource::Route(clusters) => Ok(clusters),
-        Resource::Listener(ListenerRoutes::Inline(clusters)) => Ok(clusters),
+        Resource::Route(routed) => Ok(routed.clusters),
+        Resource::Listener(ListenerRoutes::Inline(routed)) => Ok(routed.clusters),
         other => panic!("{other:?}"),
     }
 }
@@ -403,5 +403,52 @@ fn a_cluster_names_its_policies_as_grpc_reads_them() {
         cluster_policies(&cluster),
         ["ring_hash"],
         "no known entry: the enum"
+    );
+}
+
+#[test]
+fn the_routes_retry_policy_wins_over_the_virtual_hosts() {
+    use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
+    let retry_on = |on: &str| RetryPolicy {
+        retry_on: on.into(),
+        ..Default::default()
+    };
+    let routed = |config: &RouteConfiguration| match decode(
+        ResourceType::Route,
+        &pack_any(config.clone()),
+        "greeter",
+    )
+    .unwrap()
+    .resource
+    {
+        Ok(Resource::Route(routed)) => Ok(routed.retry.map(|r| r.codes)),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e),
+    };
+    let mut config = route_config_message("r1", &[(&["*"], "c1")]);
+    assert_eq!(routed(&config), Ok(None), "none from xDS without one");
+
+    config.virtual_hosts[0].retry_policy = Some(retry_on("cancelled"));
+    assert_eq!(routed(&config), Ok(Some(vec![1])), "the virtual host's");
+
+    let set_route_retry = |config: &mut RouteConfiguration, policy: RetryPolicy| {
+        if let Some(Action::Route(action)) = &mut config.virtual_hosts[0].routes[0].action {
+            action.retry_policy = Some(policy);
+        }
+    };
+    set_route_retry(&mut config, retry_on("unavailable"));
+    assert_eq!(routed(&config), Ok(Some(vec![14])), "the route's wins");
+
+    set_route_retry(
+        &mut config,
+        RetryPolicy {
+            num_retries: Some(UInt32Value { value: 0 }),
+            ..retry_on("unavailable")
+        },
+    );
+    let nack = routed(&config).unwrap_err();
+    assert!(
+        nack.contains("the default route retry_policy.num_retries is 0"),
+        "{nack}"
     );
 }
