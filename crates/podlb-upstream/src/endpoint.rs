@@ -207,10 +207,13 @@ impl EndpointConnection {
         self.addr
     }
 
-    /// Whether the first connect attempt is still under way, or the first
-    /// health check since (when checks are on).
+    /// Whether the first connect attempt is still under way, or, connected,
+    /// it waits for its first health answer (when checks are on).
     pub fn is_starting(&self) -> bool {
-        self.mirror.load(Ordering::Acquire) & STARTING != 0 || self.health() == Health::Pending
+        let mirror = self.mirror.load(Ordering::Acquire);
+        mirror & STARTING != 0
+            || (EndpointState::from_u8(mirror & !STARTING) == EndpointState::Ready
+                && self.health() == Health::Pending)
     }
 
     /// Where the endpoint stands.

@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use podlb_balance::PolicyChoice;
 use podlb_core::{Endpoint, EndpointAddr, Target};
 use podlb_discovery::{Discovery, DiscoveryOptions, DnsOptions, Resolution};
+use podlb_upstream::{ConnectionSettings, EndpointState, HealthCheckSettings, Upstream};
 
 /// Arguments of `podlb resolve`.
 #[derive(Debug, clap::Args)]
@@ -21,7 +23,11 @@ use podlb_discovery::{Discovery, DiscoveryOptions, DnsOptions, Resolution};
 
 STATE is the endpoint's condition: ready, serving-terminating (draining but still
 serving; takes calls only when no endpoint is ready), terminating or not-ready.
-CALLS says whether podlb would send it new calls. Kubernetes credentials come from
+CALLS says whether podlb would send it new calls. --connect also connects to each
+endpoint as the proxy does and shows CONNECTION (ready, connecting, backing off)
+and, with --health-check, HEALTH (serving, not serving, pending, unchecked: the
+backend has no grpc.health.v1 service). Outlier ejections come from calls, which
+resolve never sends: the proxy logs each one. Kubernetes credentials come from
 the pod's service account or from KUBECONFIG / ~/.kube/config.
 
 Exit status: 0 when discovery answered, 1 when it failed or did not answer in time.")]
@@ -49,6 +55,15 @@ pub(crate) struct Args {
     /// dns:/// only: the most time between two lookups (with --watch).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     dns_max_interval: Duration,
+    /// Also connect to every endpoint as the proxy does (HTTP/2, proven by
+    /// a PING) and show whether each connection is up. Sends no calls.
+    #[arg(long)]
+    connect: bool,
+    /// With --connect: also ask each endpoint's grpc.health.v1 service
+    /// (Watch, else Check) about SERVICE (empty: the whole server), as
+    /// `health_check:` does in the proxy, and show the answer.
+    #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "")]
+    health_check: Option<String>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,7 +78,113 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         options.xds.bootstrap = podlb_discovery::BootstrapSource::File(path);
     }
     let rt = super::runtime(1).context("starting the runtime")?;
-    rt.block_on(resolve(target, options, args.watch, args.timeout))
+    let code = rt.block_on(resolve(
+        target.clone(),
+        options.clone(),
+        args.watch && !args.connect,
+        args.timeout,
+    ))?;
+    if code != ExitCode::SUCCESS || !(args.connect || args.health_check.is_some()) {
+        return Ok(code);
+    }
+    rt.block_on(connect(target, options, args.health_check, args.timeout))
+}
+
+/// `--connect`: an upstream over the target, as the proxy runs one, and
+/// what its connections and health checks say once every endpoint has had
+/// its first try (or `timeout` passed). Outlier ejections are not shown:
+/// they come from calls, and this sends none (the proxy logs each one).
+async fn connect(
+    target: Target,
+    options: DiscoveryOptions,
+    health_check: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let settings = ConnectionSettings {
+        health_check: health_check.map(|service| HealthCheckSettings {
+            service,
+            ..HealthCheckSettings::default()
+        }),
+        ..ConnectionSettings::default()
+    };
+    let discovery = Discovery::start(&target, &options);
+    let upstream = Upstream::start(
+        &target.to_string(),
+        discovery,
+        PolicyChoice::FromSource,
+        settings,
+    );
+    let settled = tokio::time::timeout(timeout, async {
+        // Starting: discovery has not answered, or a first connect (or a
+        // first health answer) is under way.
+        while upstream.is_starting() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if settled.is_err() {
+        eprintln!("podlb: {target}: some endpoints were still connecting after {timeout:?}");
+    }
+    print!("{}", connections_table(&upstream));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The endpoints' connections and health, as a table.
+fn connections_table(upstream: &Upstream) -> String {
+    let rows: Vec<[String; 3]> = upstream
+        .endpoints()
+        .iter()
+        .map(|e| {
+            [
+                e.addr().to_string(),
+                connection_state(e.state()).to_string(),
+                e.health().to_string(),
+            ]
+        })
+        .collect();
+    let ready = rows.iter().filter(|r| r[1] == "ready").count();
+    let mut out = format!(
+        "connections from here: {} endpoints, {ready} connected\n",
+        rows.len()
+    );
+    out.push_str(&aligned(
+        ["ADDRESS", "CONNECTION", "HEALTH"].map(String::from),
+        &rows,
+    ));
+    out
+}
+
+fn connection_state(state: EndpointState) -> &'static str {
+    match state {
+        EndpointState::Connecting => "connecting",
+        EndpointState::Ready => "ready",
+        EndpointState::Draining => "draining",
+        EndpointState::BackingOff => "backing off",
+        EndpointState::Removed => "removed",
+    }
+}
+
+/// Rows under a header, in columns as wide as their widest cell.
+fn aligned<const N: usize>(header: [String; N], rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            std::iter::once(&header)
+                .chain(rows)
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
 }
 
 async fn resolve(
@@ -127,23 +248,7 @@ fn table(target: &Target, res: &Resolution) -> String {
         .map(|e| row(e, routable.contains(&e.addr)))
         .collect();
     let header = ["ADDRESS", "STATE", "CALLS", "ZONE", "NODE", "SOURCE"].map(String::from);
-    let widths: Vec<usize> = (0..6)
-        .map(|i| {
-            std::iter::once(&header)
-                .chain(&rows)
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    out.push_str(&aligned(header, &rows));
     out
 }
 
