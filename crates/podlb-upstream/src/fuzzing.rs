@@ -1,8 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (not an API: hidden from the
 //! docs, and free to change with the targets). They reach the parsers of
 //! bytes a backend sends that are private to this crate: the GOAWAY scanner
-//! on a connection's read side. [`crate::framing`] and [`crate::deadline`]
-//! are public already.
+//! on a connection's read side, and the health-check reader.
+//! [`crate::framing`] and [`crate::deadline`] are public already.
 
 use std::collections::VecDeque;
 use std::io;
@@ -111,6 +111,27 @@ impl AsyncRead for Reads<'_> {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// What the health-check reader (`health.rs`) makes of a backend's answer
+/// bytes fed as the DATA frames `reads`: each answer it decodes (as text),
+/// then the error that stopped it, if one did.
+pub fn health_answers<'a>(
+    reads: impl IntoIterator<Item = &'a [u8]>,
+) -> (Vec<String>, Option<String>) {
+    let mut buffer = bytes::BytesMut::new();
+    let mut answers = Vec::new();
+    for read in reads {
+        buffer.extend_from_slice(read);
+        loop {
+            match crate::health::decode(&mut buffer) {
+                Ok(Some(answer)) => answers.push(format!("{answer:?}")),
+                Ok(None) => break,
+                Err(err) => return (answers, Some(format!("{err:?}"))),
+            }
+        }
+    }
+    (answers, None)
 }
 
 #[cfg(test)]

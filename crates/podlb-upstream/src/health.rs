@@ -357,7 +357,7 @@ async fn ended(body: &mut RecvStream) -> RpcError {
 }
 
 /// One answer from the front of `buffer`, if a whole message is there.
-fn decode(buffer: &mut BytesMut) -> Result<Option<Answer>, RpcError> {
+pub(crate) fn decode(buffer: &mut BytesMut) -> Result<Option<Answer>, RpcError> {
     if buffer.len() < 5 {
         return Ok(None);
     }
