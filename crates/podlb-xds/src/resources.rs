@@ -386,6 +386,31 @@ pub(crate) fn cluster_policies(cluster: &Cluster) -> Vec<String> {
     vec![name]
 }
 
+/// A protobuf `Duration` as a std one; `field` (its path in the resource)
+/// names it when it is negative, malformed or past protobuf's range.
+pub(crate) fn std_duration(
+    d: &envoy_types::pb::google::protobuf::Duration,
+    field: &str,
+) -> Result<std::time::Duration, String> {
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 || d.seconds > 315_576_000_000 {
+        return Err(format!(
+            "{field} is not a valid duration ({}s {}ns)",
+            d.seconds, d.nanos
+        ));
+    }
+    Ok(std::time::Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+/// A std `Duration` as protobuf's, for the resources podlb writes.
+pub(crate) fn proto_duration(
+    d: std::time::Duration,
+) -> envoy_types::pb::google::protobuf::Duration {
+    envoy_types::pb::google::protobuf::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub(crate) mod tests;

@@ -27,6 +27,7 @@
 
 use std::time::Duration;
 
+use super::{proto_duration, std_duration};
 use envoy_types::pb::envoy::config::cluster::v3::OutlierDetection;
 use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 use podlb_core::OutlierSettings;
@@ -45,9 +46,9 @@ pub(crate) fn settings_from_xds(od: &OutlierDetection) -> Result<OutlierSettings
         }
     };
     let duration = |value: &Option<ProtoDuration>, field: &str, default: Duration| {
-        value
-            .as_ref()
-            .map_or(Ok(default), |d| std_duration(d, field))
+        value.as_ref().map_or(Ok(default), |d| {
+            std_duration(d, &format!("outlier_detection.{field}"))
+        })
     };
     let interval = duration(&od.interval, "interval", Duration::from_secs(10))?;
     if interval.is_zero() {
@@ -144,23 +145,6 @@ pub fn outlier_detection(settings: &OutlierSettings) -> OutlierDetection {
         failure_percentage_minimum_hosts: u32v(2),
         failure_percentage_request_volume: u32v(settings.failure_rate.map_or(20, |r| r.min_calls)),
         ..Default::default()
-    }
-}
-
-fn std_duration(d: &ProtoDuration, field: &str) -> Result<Duration, String> {
-    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 || d.seconds > 315_576_000_000 {
-        return Err(format!(
-            "outlier_detection.{field} is not a valid duration ({}s {}ns)",
-            d.seconds, d.nanos
-        ));
-    }
-    Ok(Duration::new(d.seconds as u64, d.nanos as u32))
-}
-
-fn proto_duration(d: Duration) -> ProtoDuration {
-    ProtoDuration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: d.subsec_nanos() as i32,
     }
 }
 

@@ -18,9 +18,10 @@
 
 use std::time::Duration;
 
+use super::{proto_duration, std_duration};
 use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
 use envoy_types::pb::envoy::config::route::v3::retry_policy::RetryBackOff;
-use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use podlb_core::RouteRetry;
 
 /// The `retry_on` conditions A44 honours (Envoy's `x-envoy-retry-grpc-on`
@@ -76,13 +77,13 @@ fn back_off_from_xds(back_off: &RetryBackOff) -> Result<(Duration, Duration), St
         .base_interval
         .as_ref()
         .ok_or("retry_policy.retry_back_off.base_interval is missing; it is required")?;
-    let base = std_duration(base, "base_interval")?;
+    let base = std_duration(base, "retry_policy.retry_back_off.base_interval")?;
     if base.is_zero() {
         return Err("retry_policy.retry_back_off.base_interval is 0; it must be above 0".into());
     }
     let max = match &back_off.max_interval {
         None => base.saturating_mul(10),
-        Some(max) => std_duration(max, "max_interval")?,
+        Some(max) => std_duration(max, "retry_policy.retry_back_off.max_interval")?,
     };
     if max < base {
         return Err(format!(
@@ -113,25 +114,10 @@ pub fn retry_policy(retry: &RouteRetry) -> RetryPolicy {
     }
 }
 
-fn std_duration(d: &ProtoDuration, field: &str) -> Result<Duration, String> {
-    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 || d.seconds > 315_576_000_000 {
-        return Err(format!(
-            "retry_policy.retry_back_off.{field} is not a valid duration ({}s {}ns)",
-            d.seconds, d.nanos
-        ));
-    }
-    Ok(Duration::new(d.seconds as u64, d.nanos as u32))
-}
-
-fn proto_duration(d: Duration) -> ProtoDuration {
-    ProtoDuration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
+
     use super::*;
 
     fn policy(retry_on: &str) -> RetryPolicy {
